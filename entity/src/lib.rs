@@ -1,0 +1,8 @@
+//! sea-orm entities of gatehouse: one module per table, no rules and no web types.
+//! Business rules live in the server's `domain` module; schema changes in `migration`.
+
+pub mod prelude;
+pub mod server_setting;
+pub mod session;
+pub mod user;
+pub mod user_role;

@@ -1,0 +1,6 @@
+//! Short names for the entities, for `use entity::prelude::*`.
+
+pub use super::server_setting::Entity as ServerSetting;
+pub use super::session::Entity as Session;
+pub use super::user::Entity as User;
+pub use super::user_role::Entity as UserRole;

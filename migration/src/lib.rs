@@ -1,0 +1,14 @@
+//! Schema migrations of gatehouse, applied by `gatehouse serve` and `gatehouse migrate`.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261130_000001_create_core_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261130_000001_create_core_tables::Migration)]
+    }
+}

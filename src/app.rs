@@ -1,0 +1,163 @@
+//! The HTTP application: routes, layers, background upkeep and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::domain;
+use crate::graphql::{self, GatehouseSchema};
+use crate::http;
+use crate::state::AppState;
+
+/// How often noted last-seen times are written.
+const LAST_SEEN_FLUSH_EVERY: Duration = Duration::from_secs(5);
+/// How often expired sessions are swept, and how many rows one statement deletes at most,
+/// so the sweep never holds a long lock.
+const EXPIRED_SWEEP_EVERY: Duration = Duration::from_secs(60);
+const EXPIRED_SWEEP_BATCH: u64 = 1000;
+
+/// What every handler gets: the application state and the schema built from its config.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: GatehouseSchema,
+}
+
+pub fn router(state: AppState) -> Router {
+    let schema = graphql::build(&state.config);
+    let cors = cors_layer(&state);
+    let router = Router::new()
+        .route("/graphql", get(http::graphql::get).post(http::graphql::post))
+        .route("/healthz", get(http::health::healthz))
+        .route("/readyz", get(http::health::readyz))
+        .with_state(HttpState { app: state, schema })
+        .layer(request_log());
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// Serves until `shutdown` resolves, lets in-flight requests finish, then writes what is
+/// still buffered.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let upkeep = tokio::spawn(upkeep(state.clone()));
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    upkeep.abort();
+    if let Err(e) = state.last_seen.flush(&state.db).await {
+        tracing::warn!(error = %e, "could not write last-seen times at shutdown");
+    }
+    served
+}
+
+/// Periodic background work: last-seen batches and expired-session sweeps.
+async fn upkeep(state: AppState) {
+    let mut flush = tokio::time::interval(LAST_SEEN_FLUSH_EVERY);
+    let mut sweep = tokio::time::interval(EXPIRED_SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            _ = flush.tick() => {
+                if let Err(e) = state.last_seen.flush(&state.db).await {
+                    tracing::warn!(error = %e, "could not write last-seen times");
+                }
+            }
+            _ = sweep.tick() => {
+                loop {
+                    match domain::session::delete_expired(&state, EXPIRED_SWEEP_BATCH).await {
+                        Ok(n) if n == EXPIRED_SWEEP_BATCH => continue,
+                        Ok(_) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not delete expired sessions");
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One line per request: method, path (never the query string, which may hold variables),
+/// status and latency.
+fn request_log() -> TraceLayer<
+    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
+    impl Fn(&Request<axum::body::Body>) -> Span + Clone,
+    (),
+    impl Fn(&Response<axum::body::Body>, Duration, &Span) + Clone,
+    (),
+    (),
+    (),
+> {
+    TraceLayer::new_for_http()
+        .make_span_with(|request: &Request<axum::body::Body>| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        })
+        .on_request(())
+        .on_response(|response: &Response<axum::body::Body>, latency: Duration, _span: &Span| {
+            tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "served");
+        })
+        .on_body_chunk(())
+        .on_eos(())
+        .on_failure(())
+}
+
+/// Credentialed CORS for the configured origins only: never a wildcard with cookies.
+fn cors_layer(state: &AppState) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = state
+        .config
+        .cors_origins()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("apollo-require-preflight"),
+                HeaderName::from_static("x-requested-with"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

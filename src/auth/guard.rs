@@ -1,0 +1,72 @@
+//! Field guards (API.md §4): one struct per access rule, named to read as English on the
+//! field they protect. They only inspect the request's `Identity`; they do no I/O.
+
+use async_graphql::{Context, Guard, Result};
+use uuid::Uuid;
+
+use crate::auth::identity::Identity;
+use crate::error::AppError;
+
+/// The request's identity; a schema executed without one is treated as anonymous.
+pub fn identity<'c>(ctx: &'c Context<'_>) -> &'c Identity {
+    ctx.data_opt::<Identity>().unwrap_or(&Identity::Anonymous)
+}
+
+/// The caller must hold a global role.
+pub struct RequireRole {
+    role: &'static str,
+}
+
+impl RequireRole {
+    pub fn user() -> Self {
+        RequireRole { role: "user" }
+    }
+
+    pub fn admin() -> Self {
+        RequireRole { role: "admin" }
+    }
+}
+
+impl Guard for RequireRole {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        match identity(ctx).caller() {
+            None => Err(AppError::Unauthenticated.into()),
+            Some(caller) if caller.has_role(self.role) => Ok(()),
+            Some(_) => Err(AppError::Forbidden.into()),
+        }
+    }
+}
+
+/// The caller must be the user `user_id`, or an admin.
+pub struct SelfOrAdmin {
+    user_id: Uuid,
+    signing_in: bool,
+}
+
+impl SelfOrAdmin {
+    pub fn new(user_id: Uuid) -> Self {
+        SelfOrAdmin {
+            user_id,
+            signing_in: false,
+        }
+    }
+
+    /// Also allows the anonymous request that is signing this user in (`signup`, `login`):
+    /// whoever holds the new token is that user.
+    pub fn or_signing_in(self, signing_in: bool) -> Self {
+        SelfOrAdmin { signing_in, ..self }
+    }
+}
+
+impl Guard for SelfOrAdmin {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        if self.signing_in {
+            return Ok(());
+        }
+        match identity(ctx).caller() {
+            None => Err(AppError::Unauthenticated.into()),
+            Some(caller) if caller.user_id == self.user_id || caller.has_role("admin") => Ok(()),
+            Some(_) => Err(AppError::Forbidden.into()),
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The one place that reads credentials off a request (API.md §3): Bearer header first,
+//! else the session cookie; then token -> live session -> user and roles.
+//! `/graphql` and, later, the gateway webhook both call `resolve`.
+
+use http::HeaderMap;
+
+use crate::auth::cookie;
+use crate::auth::session::{self, Caller};
+use crate::error::AppError;
+use crate::state::AppState;
+
+#[derive(Clone, Debug)]
+pub enum Identity {
+    Anonymous,
+    User(Caller),
+}
+
+impl Identity {
+    pub fn caller(&self) -> Option<&Caller> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::User(caller) => Some(caller),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenSource {
+    Header,
+    Cookie,
+}
+
+/// A refused credential, and where it came from: a bad cookie is also cleared.
+#[derive(Debug)]
+pub struct Rejection {
+    pub source: TokenSource,
+    pub error: AppError,
+}
+
+/// The presented token and its source, without judging it.
+pub fn credential<'h>(headers: &'h HeaderMap, cookie_name: &str) -> Option<(String, TokenSource)> {
+    // API.md §3: the header wins over the cookie.
+    if let Some(value) = headers.get(http::header::AUTHORIZATION) {
+        let token = value.to_str().ok().and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+        });
+        // An Authorization header that is not a bearer token is a bad credential, not "none".
+        return Some((token.unwrap_or_default(), TokenSource::Header));
+    }
+    cookie::read(headers, cookie_name).map(|token| (token, TokenSource::Cookie))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Identity, Rejection> {
+    let Some((token, source)) = credential(headers, &state.config.cookie_name) else {
+        return Ok(Identity::Anonymous);
+    };
+    let now = state.clock.now().timestamp();
+    let claims = state.tokens.verify(&token, now).ok_or(Rejection {
+        source,
+        error: AppError::InvalidToken,
+    })?;
+    match session::authenticate(state, &claims).await {
+        Ok(caller) => Ok(Identity::User(caller)),
+        Err(error) => Err(Rejection { source, error }),
+    }
+}

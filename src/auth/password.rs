@@ -1,0 +1,154 @@
+//! Password hashing (argon2id on the blocking pool, at most one hash per core at a time)
+//! and the password rules of API.md §7. Accounts and their storage are `domain::account`'s.
+
+use std::collections::HashSet;
+use std::sync::{Arc, LazyLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use tokio::sync::Semaphore;
+
+use crate::error::AppError;
+
+/// The entries of at least 8 characters of zxcvbn's 30,000 most common passwords (MIT
+/// licence); shorter ones are refused by the length rule anyway.
+static COMMON_PASSWORDS: LazyLock<HashSet<&'static str>> =
+    LazyLock::new(|| include_str!("common_passwords.txt").lines().collect());
+
+const MIN_PASSWORD_CHARS: usize = 8;
+const MAX_PASSWORD_CHARS: usize = 256;
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    params: Params,
+    /// Bounds concurrent hashes to the core count, so a login burst queues here instead of
+    /// taking every blocking thread and CPU from requests that only check a token.
+    permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against when the username is unknown so that
+    /// both failures cost the same.
+    dummy_hash: Arc<str>,
+}
+
+impl PasswordHasher {
+    pub fn new(memory_kib: u32, iterations: u32, parallelism: u32) -> anyhow::Result<Self> {
+        let params = Params::new(memory_kib, iterations, parallelism, None)
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let random_password: [u8; 16] = rand::random();
+        let dummy_hash = hash_blocking(&params, &random_password)?;
+        Ok(PasswordHasher {
+            params,
+            permits: Arc::new(Semaphore::new(cores)),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    /// Hashes a new password as a PHC string (`$argon2id$v=19$m=...`).
+    pub async fn hash(&self, password: &str) -> Result<String, AppError> {
+        let password = password.to_owned();
+        let params = self.params.clone();
+        self.run(move || hash_blocking(&params, password.as_bytes())).await
+    }
+
+    /// Checks `password` against `stored`, or against a dummy hash when there is no account,
+    /// doing the same work either way.
+    pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, AppError> {
+        let password = password.to_owned();
+        let known = stored.is_some();
+        let hash = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
+        let matches = self
+            .run(move || {
+                let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+                Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+            })
+            .await?;
+        Ok(known && matches)
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+    ) -> Result<T, AppError> {
+        let _permit = self.permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        let result = tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AppError::Internal(e.into()))?;
+        Ok(result?)
+    }
+}
+
+fn hash_blocking(params: &Params, password: &[u8]) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    Ok(argon
+        .hash_password(password, &salt)
+        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?
+        .to_string())
+}
+
+/// API.md §7: 8..=256 characters, not the username, not a common password.
+pub fn check_new_password(field: &'static str, username: &str, password: &str) -> Result<(), AppError> {
+    let chars = password.chars().count();
+    if !(MIN_PASSWORD_CHARS..=MAX_PASSWORD_CHARS).contains(&chars) {
+        return Err(AppError::bad_input(
+            field,
+            format!("password must be {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_CHARS} characters"),
+        ));
+    }
+    if password.to_lowercase() == username.to_lowercase() {
+        return Err(AppError::bad_input(field, "password must not be the username"));
+    }
+    if COMMON_PASSWORDS.contains(password.to_lowercase().as_str()) {
+        return Err(AppError::bad_input(field, "password is too common"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_list_holds_enough_common_passwords() {
+        assert!(COMMON_PASSWORDS.len() >= 10_000);
+        assert!(COMMON_PASSWORDS.contains("password"));
+        assert!(COMMON_PASSWORDS.contains("iloveyou"));
+    }
+
+    #[test]
+    fn password_rules() {
+        let field = |r: Result<(), AppError>| match r {
+            Err(AppError::BadUserInput { field, message }) => (field, message),
+            other => panic!("expected BadUserInput, got {other:?}"),
+        };
+        assert!(field(check_new_password("password", "alice", "short"))
+            .1
+            .contains("8 to 256"));
+        assert!(field(check_new_password("password", "alice", &"x".repeat(257)))
+            .1
+            .contains("8 to 256"));
+        assert!(field(check_new_password("password", "alice123", "ALICE123"))
+            .1
+            .contains("username"));
+        assert!(field(check_new_password("password", "alice", "Password1"))
+            .1
+            .contains("common"));
+        assert_eq!(
+            field(check_new_password("newPassword", "alice", "qwertyuiop")).0,
+            "newPassword"
+        );
+        assert!(check_new_password("password", "alice", "correct horse battery").is_ok());
+        // 256 multi-byte characters are within the limit: the rule counts characters, not bytes.
+        assert!(check_new_password("password", "alice", &"é".repeat(256)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        let hasher = PasswordHasher::new(64, 1, 1).unwrap();
+        let hash = hasher.hash("correct horse").await.unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(hasher.verify("correct horse", Some(&hash)).await.unwrap());
+        assert!(!hasher.verify("wrong horse", Some(&hash)).await.unwrap());
+        assert!(!hasher.verify("correct horse", None).await.unwrap());
+    }
+}

@@ -1,0 +1,188 @@
+//! Every setting of `gatehouse serve`: an environment variable and a flag of the same name
+//! (API.md §1). `validate` turns a bad value into one line before anything is written.
+
+use std::net::SocketAddr;
+
+use clap::{ArgAction, Args};
+use ipnet::IpNet;
+
+/// The smallest accepted `JWT_SECRET`: HS256 wants a key at least as long as its output.
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Listen address (port 0 picks a free port and logs it).
+    #[arg(long, env = "BIND", default_value = "127.0.0.1:8080")]
+    pub bind: SocketAddr,
+
+    /// SQLite or PostgreSQL connection URL.
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://data/gatehouse.db?mode=rwc")]
+    pub database_url: String,
+
+    /// Seconds a database call may take (connect, pool wait) before the request fails.
+    #[arg(long, env = "DATABASE_TIMEOUT", default_value_t = 5)]
+    pub database_timeout: u64,
+
+    /// HS256 signing secret, at least 32 bytes; generated once and kept in the database when unset.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Seconds a session lives after login (absolute lifetime).
+    #[arg(long, env = "SESSION_TTL", default_value_t = 3600)]
+    pub session_ttl: u64,
+
+    /// Username of the admin account kept up to date at startup (with ADMIN_PASSWORD).
+    #[arg(long, env = "ADMIN_USERNAME")]
+    pub admin_username: Option<String>,
+
+    /// Password of the admin account kept up to date at startup (with ADMIN_USERNAME).
+    #[arg(long, env = "ADMIN_PASSWORD", hide_env_values = true)]
+    pub admin_password: Option<String>,
+
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19456)]
+    pub argon2_memory_kib: u32,
+
+    /// argon2id iterations.
+    #[arg(long, env = "ARGON2_ITERATIONS", default_value_t = 2)]
+    pub argon2_iterations: u32,
+
+    /// argon2id lanes.
+    #[arg(long, env = "ARGON2_PARALLELISM", default_value_t = 1)]
+    pub argon2_parallelism: u32,
+
+    /// Name of the session cookie.
+    #[arg(long, env = "COOKIE_NAME", default_value = "gatehouse_session")]
+    pub cookie_name: String,
+
+    /// Mark the session cookie `Secure` (browsers accept it from http://localhost too).
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = true, action = ArgAction::Set)]
+    pub cookie_secure: bool,
+
+    /// Comma-separated origins allowed to call with credentials (cookies).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', default_value = "")]
+    pub cors_origins: Vec<String>,
+
+    /// Serve the GraphiQL page to browsers on GET /graphql.
+    #[arg(long, env = "GRAPHIQL", default_value_t = true, action = ArgAction::Set)]
+    pub graphiql: bool,
+
+    /// Answer schema introspection; when false, validation errors stop suggesting names too.
+    #[arg(long, env = "INTROSPECTION", default_value_t = true, action = ArgAction::Set)]
+    pub introspection: bool,
+
+    /// Comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
+    pub trusted_proxies: Vec<IpNet>,
+
+    /// Largest accepted request body in bytes (413 beyond).
+    #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 1_048_576)]
+    pub max_body_bytes: usize,
+
+    /// Deepest accepted GraphQL document (`{ me { id } }` is 2).
+    #[arg(long, env = "GRAPHQL_MAX_DEPTH", default_value_t = 12)]
+    pub graphql_max_depth: usize,
+
+    /// Costliest accepted GraphQL document (one per field, times `first` on connections).
+    #[arg(long, env = "GRAPHQL_MAX_COMPLEXITY", default_value_t = 1000)]
+    pub graphql_max_complexity: usize,
+
+    /// Most aliases accepted in one GraphQL document.
+    #[arg(long, env = "GRAPHQL_MAX_ALIASES", default_value_t = 30)]
+    pub graphql_max_aliases: usize,
+}
+
+fn parse_net(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<std::net::IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("`{value}` is not an IP address or CIDR"))
+}
+
+impl Config {
+    /// Checks what clap cannot: returns the first problem as one line for stderr.
+    pub fn validate(&self) -> Result<(), String> {
+        let url = self.database_url.as_str();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err("DATABASE_URL must start with sqlite:, postgres:// or postgresql://".into());
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < MIN_JWT_SECRET_BYTES {
+                return Err(format!("JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes"));
+            }
+        }
+        if self.session_ttl == 0 {
+            return Err("SESSION_TTL must be at least 1 second".into());
+        }
+        if self.database_timeout == 0 {
+            return Err("DATABASE_TIMEOUT must be at least 1 second".into());
+        }
+        argon2::Params::new(
+            self.argon2_memory_kib,
+            self.argon2_iterations,
+            self.argon2_parallelism,
+            None,
+        )
+        .map_err(|e| format!("ARGON2_* settings are not valid argon2id parameters: {e}"))?;
+        let cookie_name_ok = !self.cookie_name.is_empty()
+            && self
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !cookie_name_ok {
+            return Err("COOKIE_NAME must be letters, digits, '-', '_' or '.'".into());
+        }
+        for origin in self.cors_origins() {
+            let scheme_ok = origin.starts_with("http://") || origin.starts_with("https://");
+            if !scheme_ok || origin == "*" || origin.ends_with('/') {
+                return Err(format!(
+                    "CORS_ORIGINS entry `{origin}` must be an origin like https://app.example.com"
+                ));
+            }
+        }
+        if self.admin_username.is_some() != self.admin_password.is_some() {
+            return Err("ADMIN_USERNAME and ADMIN_PASSWORD must be set together".into());
+        }
+        if self.max_body_bytes == 0 {
+            return Err("MAX_BODY_BYTES must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// The configured origins, with the empty entries of `CORS_ORIGINS=""` left out.
+    pub fn cors_origins(&self) -> impl Iterator<Item = &str> {
+        self.cors_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty())
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// Defaults with cheap argon2, a fixed secret and a fresh SQLite file, for tests.
+    pub fn for_test() -> Self {
+        let db = std::env::temp_dir().join(format!("gatehouse-test-{}.db", uuid::Uuid::new_v4()));
+        Config {
+            bind: "127.0.0.1:0".parse().expect("BUG: literal address"),
+            database_url: format!("sqlite://{}?mode=rwc", db.display()),
+            database_timeout: 5,
+            jwt_secret: Some("test-secret-test-secret-test-secret-0123".into()),
+            session_ttl: 3600,
+            admin_username: None,
+            admin_password: None,
+            argon2_memory_kib: 64,
+            argon2_iterations: 1,
+            argon2_parallelism: 1,
+            cookie_name: "gatehouse_session".into(),
+            cookie_secure: true,
+            cors_origins: Vec::new(),
+            graphiql: true,
+            introspection: true,
+            trusted_proxies: Vec::new(),
+            max_body_bytes: 1_048_576,
+            graphql_max_depth: 12,
+            graphql_max_complexity: 1000,
+            graphql_max_aliases: 30,
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! Accounts: signup, login and the configured admin. Input rules of API.md §7 live here
+//! (passwords in `auth::password`); uniqueness is the database's unique indexes.
+
+use entity::{user, user_role};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::auth::password::check_new_password;
+use crate::auth::session::{self, IssuedSession};
+use crate::client::ClientInfo;
+use crate::error::{on_unique, AppError};
+use crate::state::AppState;
+
+const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
+/// RFC 5321 caps a forward path at 254 characters.
+const MAX_EMAIL_CHARS: usize = 254;
+const MAX_NAME_CHARS: usize = 200;
+/// The unique indexes on `users`, by the field each protects.
+const USER_UNIQUE_FIELDS: &[&str] = &["username", "email"];
+
+pub struct NewAccount {
+    pub username: String,
+    pub password: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// A signed-in account: the user row, its roles and the session just opened.
+pub struct SignedIn {
+    pub user: user::Model,
+    pub roles: Vec<String>,
+    pub session: IssuedSession,
+}
+
+pub fn check_username(username: &str) -> Result<(), AppError> {
+    let valid_chars = username
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !USERNAME_CHARS.contains(&username.len()) || !valid_chars {
+        return Err(AppError::bad_input(
+            "username",
+            "username must be 3 to 64 characters of A-Z, a-z, 0-9, '_', '.', '-'",
+        ));
+    }
+    Ok(())
+}
+
+/// A plausible address: one `@`, something before it, a dotted domain after, no spaces.
+pub fn check_email(email: &str) -> Result<(), AppError> {
+    let plausible = email.chars().count() <= MAX_EMAIL_CHARS
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && matches!(email.split_once('@'), Some((local, domain))
+            if !local.is_empty() && !domain.contains('@') && domain.contains('.')
+                && !domain.starts_with('.') && !domain.ends_with('.'));
+    if !plausible {
+        return Err(AppError::bad_input("email", "email is not a valid address"));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), AppError> {
+    if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "name",
+            format!("name must be at most {MAX_NAME_CHARS} printable characters"),
+        ));
+    }
+    Ok(())
+}
+
+/// Creates an account with role `user` and opens its first session, all in one transaction.
+pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> Result<SignedIn, AppError> {
+    check_username(&new.username)?;
+    check_new_password("password", &new.username, &new.password)?;
+    let email = new.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+    if let Some(email) = &email {
+        check_email(email)?;
+    }
+    if let Some(name) = &new.name {
+        check_name(name)?;
+    }
+    let password_hash = state.passwords.hash(&new.password).await?;
+
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let row = user::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        username_key: Set(new.username.to_lowercase()),
+        username: Set(new.username),
+        email_key: Set(email.as_ref().map(|e| e.to_lowercase())),
+        email: Set(email),
+        password_hash: Set(password_hash),
+        name: Set(new.name),
+        time_zone: Set(None),
+        language: Set(None),
+        theme: Set(None),
+        settings: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        password_changed_at: Set(Some(now)),
+    };
+    let user = user::Entity::insert(row)
+        .exec_with_returning(&txn)
+        .await
+        .map_err(on_unique(USER_UNIQUE_FIELDS))?;
+    grant(&txn, user.id, &["user"], now).await?;
+    let session = session::open(&txn, state, user.id, client).await?;
+    txn.commit().await?;
+    Ok(SignedIn {
+        user,
+        roles: vec!["user".into()],
+        session,
+    })
+}
+
+/// Checks a username and password and opens a session. An unknown name costs the same
+/// hashing as a wrong password and fails with the same error.
+pub async fn login(
+    state: &AppState,
+    username: &str,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<SignedIn, AppError> {
+    let user = find_by_username(&state.db, username).await?;
+    let verified = state
+        .passwords
+        .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+        .await?;
+    let user = match user {
+        Some(user) if verified => user,
+        _ => return Err(AppError::InvalidCredentials),
+    };
+    let session = session::open(&state.db, state, user.id, client).await?;
+    let roles = session::roles_of(&state.db, user.id).await?;
+    Ok(SignedIn { user, roles, session })
+}
+
+pub async fn find_by_username(conn: &impl ConnectionTrait, username: &str) -> Result<Option<user::Model>, AppError> {
+    Ok(user::Entity::find()
+        .filter(user::Column::UsernameKey.eq(username.to_lowercase()))
+        .one(conn)
+        .await?)
+}
+
+pub async fn find(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<user::Model>, AppError> {
+    Ok(user::Entity::find_by_id(user_id).one(conn).await?)
+}
+
+/// Makes sure the configured admin exists with this password and roles `admin` and `user`.
+/// Several instances may start at once: a lost insert race turns into the update.
+pub async fn ensure_admin(state: &AppState, username: &str, password: &str) -> Result<(), AppError> {
+    check_username(username)?;
+    let now = state.clock.now();
+    let existing = find_by_username(&state.db, username).await?;
+    let current = match &existing {
+        Some(user) => state.passwords.verify(password, Some(&user.password_hash)).await?,
+        None => false,
+    };
+    let txn = state.db.begin().await?;
+    let user_id = match existing {
+        Some(user) if current => user.id,
+        Some(user) => {
+            let password_hash = state.passwords.hash(password).await?;
+            let mut row: user::ActiveModel = user.into();
+            row.password_hash = Set(password_hash);
+            row.password_changed_at = Set(Some(now));
+            row.updated_at = Set(now);
+            row.update(&txn).await?.id
+        }
+        None => {
+            let row = user::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                username: Set(username.to_owned()),
+                username_key: Set(username.to_lowercase()),
+                email: Set(None),
+                email_key: Set(None),
+                password_hash: Set(state.passwords.hash(password).await?),
+                name: Set(None),
+                time_zone: Set(None),
+                language: Set(None),
+                theme: Set(None),
+                settings: Set(None),
+                created_at: Set(now),
+                updated_at: Set(now),
+                password_changed_at: Set(Some(now)),
+            };
+            match user::Entity::insert(row)
+                .exec_with_returning(&txn)
+                .await
+                .map_err(on_unique(USER_UNIQUE_FIELDS))
+            {
+                Ok(user) => user.id,
+                // Another instance created it first: take theirs and bring it up to date next start.
+                Err(AppError::Conflict { .. }) => {
+                    txn.rollback().await?;
+                    return Box::pin(ensure_admin(state, username, password)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    grant(&txn, user_id, &["admin", "user"], now).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// Adds global roles; roles already held stay as they are.
+pub async fn grant(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    roles: &[&str],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), AppError> {
+    let rows = roles.iter().map(|role| user_role::ActiveModel {
+        user_id: Set(user_id),
+        role: Set((*role).to_owned()),
+        granted_at: Set(now),
+    });
+    user_role::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([user_role::Column::UserId, user_role::Column::Role])
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames() {
+        assert!(check_username("al.ice-_1").is_ok());
+        assert!(check_username(&"a".repeat(64)).is_ok());
+        for bad in ["ab", "", "with space", "émile", "semi;colon", &"a".repeat(65)] {
+            assert!(
+                matches!(
+                    check_username(bad),
+                    Err(AppError::BadUserInput { field: "username", .. })
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn emails() {
+        assert!(check_email("a@example.com").is_ok());
+        for bad in ["a", "@example.com", "a@b", "a@@b.com", "a b@c.com", "a@.com", "a@com."] {
+            assert!(
+                matches!(check_email(bad), Err(AppError::BadUserInput { field: "email", .. })),
+                "{bad}"
+            );
+        }
+    }
+}

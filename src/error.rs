@@ -1,0 +1,93 @@
+//! `AppError`: every failure gatehouse reports, one variant per API.md §7 code.
+//! `code()` is the only place code strings live; GraphQL and HTTP mappings sit here too.
+
+use sea_orm::{DbErr, SqlErr};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No identity where one is needed.
+    #[error("authentication required")]
+    Unauthenticated,
+    /// Wrong username or password: one message for both, so names cannot be probed.
+    #[error("invalid username or password")]
+    InvalidCredentials,
+    /// A malformed, badly signed, expired or revoked token.
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("forbidden")]
+    Forbidden,
+    #[error("{message}")]
+    BadUserInput { field: &'static str, message: String },
+    #[error("{field} is already taken")]
+    Conflict { field: &'static str },
+    #[error("not found")]
+    NotFound,
+    #[error("internal server error")]
+    Internal(#[from] anyhow::Error),
+    #[error("internal server error")]
+    Db(#[from] DbErr),
+}
+
+impl AppError {
+    pub fn bad_input(field: &'static str, message: impl Into<String>) -> Self {
+        AppError::BadUserInput {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::Unauthenticated | AppError::InvalidCredentials | AppError::InvalidToken => "UNAUTHENTICATED",
+            AppError::Forbidden => "FORBIDDEN",
+            AppError::BadUserInput { .. } => "BAD_USER_INPUT",
+            AppError::Conflict { .. } => "CONFLICT",
+            AppError::NotFound => "NOT_FOUND",
+            AppError::Internal(_) | AppError::Db(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// Logs the cause of an internal failure; clients only ever see the generic message.
+    fn log_cause(&self) {
+        match self {
+            AppError::Internal(e) => tracing::error!(error = ?e, "internal error"),
+            AppError::Db(e) => tracing::error!(error = %e, "database error"),
+            _ => {}
+        }
+    }
+}
+
+/// Maps a unique-index violation to `Conflict` on the field whose name the violated index
+/// carries (the first of `fields` when none matches); any other error stays a database error.
+pub fn on_unique(fields: &'static [&'static str]) -> impl FnOnce(DbErr) -> AppError {
+    move |err| match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(detail)) => {
+            let field = fields
+                .iter()
+                .find(|f| detail.contains(*f))
+                .copied()
+                .unwrap_or(fields[0]);
+            AppError::Conflict { field }
+        }
+        _ => AppError::Db(err),
+    }
+}
+
+impl From<AppError> for async_graphql::Error {
+    fn from(err: AppError) -> Self {
+        err.log_cause();
+        let code = err.code();
+        let mut gql = async_graphql::Error::new(err.to_string());
+        let extensions = gql.extensions.get_or_insert_with(Default::default);
+        extensions.set("code", code);
+        if let AppError::BadUserInput { field, .. } | AppError::Conflict { field } = &err {
+            extensions.set("field", *field);
+        }
+        gql
+    }
+}
+
+/// A `{"errors":[...]}` body for failures outside GraphQL execution (401, 413, 415, ...).
+pub fn error_body(message: &str, code: &str) -> serde_json::Value {
+    serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] })
+}

@@ -1,0 +1,282 @@
+//! Document limits of API.md §2, checked on the parsed document before anything runs:
+//! depth, complexity (one per field, times `first` on connections) and alias count.
+//! Introspection fields are exempt while introspection is on, so GraphiQL and codegen work.
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::{Name, Positioned, Variables};
+use async_graphql_value::Value;
+
+/// The page size a connection field is charged for when the query does not say `first`.
+const DEFAULT_PAGE_SIZE: usize = 20;
+/// Fields that return a page of `first` items.
+const CONNECTION_FIELDS: &[&str] = &["sites", "users", "auditEvents"];
+
+pub struct Limits {
+    pub max_depth: usize,
+    pub max_complexity: usize,
+    pub max_aliases: usize,
+    pub introspection: bool,
+}
+
+/// Checks the document; returns the type of the operation that will run, when it can be told.
+pub fn check(
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Variables,
+    limits: &Limits,
+) -> Result<Option<OperationType>, String> {
+    let aliases = count_aliases(doc);
+    if aliases > limits.max_aliases {
+        return Err(format!(
+            "document has {aliases} aliases, more than the limit of {}",
+            limits.max_aliases
+        ));
+    }
+    let operation = match operation_name {
+        Some(name) => doc
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => {
+            let mut ops = doc.operations.iter();
+            match (ops.next(), ops.next()) {
+                (Some(op), None) => Some(op),
+                _ => None,
+            }
+        }
+    };
+    // No single operation to run: execution reports that as a validation error.
+    let Some((_, operation)) = operation else {
+        return Ok(None);
+    };
+    let mut meter = Meter {
+        doc,
+        variables,
+        introspection: limits.introspection,
+        fragments: HashMap::new(),
+        visiting: HashSet::new(),
+    };
+    let cost = meter.selection_set(&operation.node.selection_set.node);
+    if cost.depth > limits.max_depth {
+        return Err(format!(
+            "document depth {} exceeds the limit of {}",
+            cost.depth, limits.max_depth
+        ));
+    }
+    if cost.complexity > limits.max_complexity {
+        return Err(format!(
+            "document complexity {} exceeds the limit of {}",
+            cost.complexity, limits.max_complexity
+        ));
+    }
+    Ok(Some(operation.node.ty))
+}
+
+#[derive(Clone, Copy, Default)]
+struct Cost {
+    depth: usize,
+    complexity: usize,
+}
+
+struct Meter<'d> {
+    doc: &'d ExecutableDocument,
+    variables: &'d Variables,
+    introspection: bool,
+    /// Each fragment is measured once, so spreading one many times cannot blow up the walk.
+    fragments: HashMap<&'d Name, Cost>,
+    /// Fragments being measured: a cycle (invalid anyway) is cut here.
+    visiting: HashSet<&'d Name>,
+}
+
+impl<'d> Meter<'d> {
+    fn selection_set(&mut self, set: &'d SelectionSet) -> Cost {
+        let mut total = Cost::default();
+        for item in &set.items {
+            let cost = match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    let name = field.name.node.as_str();
+                    if self.introspection && (name == "__schema" || name == "__type") {
+                        continue;
+                    }
+                    let children = self.selection_set(&field.selection_set.node);
+                    let page = self.page_size(name, &field.arguments);
+                    Cost {
+                        depth: children.depth + 1,
+                        complexity: children.complexity.saturating_mul(page).saturating_add(1),
+                    }
+                }
+                Selection::FragmentSpread(spread) => self.fragment(&spread.node.fragment_name.node),
+                // Fragments add no depth: their fields sit at the level they are spread into.
+                Selection::InlineFragment(inline) => self.selection_set(&inline.node.selection_set.node),
+            };
+            total.depth = total.depth.max(cost.depth);
+            total.complexity = total.complexity.saturating_add(cost.complexity);
+        }
+        total
+    }
+
+    fn fragment(&mut self, name: &'d Name) -> Cost {
+        if let Some(cost) = self.fragments.get(name) {
+            return *cost;
+        }
+        let Some(fragment) = self.doc.fragments.get(name) else {
+            return Cost::default();
+        };
+        if !self.visiting.insert(name) {
+            return Cost::default();
+        }
+        let cost = self.selection_set(&fragment.node.selection_set.node);
+        self.visiting.remove(name);
+        self.fragments.insert(name, cost);
+        cost
+    }
+
+    fn page_size(&self, field: &str, arguments: &[(Positioned<Name>, Positioned<Value>)]) -> usize {
+        let first = arguments
+            .iter()
+            .find(|(name, _)| name.node.as_str() == "first")
+            .map(|(_, value)| &value.node);
+        let number = match first {
+            Some(Value::Variable(var)) => match self.variables.get(var) {
+                Some(async_graphql::Value::Number(n)) => Some(n),
+                _ => None,
+            },
+            Some(Value::Number(n)) => Some(n),
+            _ => None,
+        };
+        match number {
+            Some(n) => n
+                .as_u64()
+                .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX))
+                .max(1),
+            _ if CONNECTION_FIELDS.contains(&field) => DEFAULT_PAGE_SIZE,
+            _ => 1,
+        }
+    }
+}
+
+fn count_aliases(doc: &ExecutableDocument) -> usize {
+    fn in_set(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => usize::from(f.node.alias.is_some()) + in_set(&f.node.selection_set.node),
+                Selection::InlineFragment(i) => in_set(&i.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    let in_operations: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| in_set(&op.node.selection_set.node))
+        .sum();
+    let in_fragments: usize = doc.fragments.values().map(|f| in_set(&f.node.selection_set.node)).sum();
+    in_operations + in_fragments
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_graphql::parser::parse_query;
+
+    fn limits() -> Limits {
+        Limits {
+            max_depth: 12,
+            max_complexity: 1000,
+            max_aliases: 30,
+            introspection: true,
+        }
+    }
+
+    fn run(query: &str, limits: &Limits) -> Result<Option<OperationType>, String> {
+        check(&parse_query(query).unwrap(), None, &Variables::default(), limits)
+    }
+
+    #[test]
+    fn depth_counts_nested_fields() {
+        let two = Limits {
+            max_depth: 2,
+            ..limits()
+        };
+        assert!(run("{ me { id } }", &two).is_ok());
+        assert!(run(
+            "{ me { id } }",
+            &Limits {
+                max_depth: 1,
+                ..limits()
+            }
+        )
+        .unwrap_err()
+        .contains("depth 2"));
+        // Fragments count where they are spread.
+        assert!(run("query { me { ...F } } fragment F on User { id }", &two).is_ok());
+    }
+
+    #[test]
+    fn complexity_multiplies_connection_pages() {
+        let l = Limits {
+            max_complexity: 100,
+            ..limits()
+        };
+        assert!(run("{ sites(first: 10) { edges { node { id } } } }", &l).is_ok());
+        let err = run("{ sites(first: 50) { edges { node { id } } } }", &l).unwrap_err();
+        assert!(err.contains("complexity"), "{err}");
+        // Without `first`, a connection is charged its default page.
+        assert!(run("{ sites { edges { node { id name } } } }", &l)
+            .unwrap_err()
+            .contains("complexity"));
+    }
+
+    #[test]
+    fn aliases_are_counted() {
+        let q = format!(
+            "{{ {} }}",
+            (0..31)
+                .map(|i| format!("a{i}: me {{ id }}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        assert!(run(&q, &limits()).unwrap_err().contains("31 aliases"));
+    }
+
+    #[test]
+    fn introspection_is_exempt_only_while_enabled() {
+        let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } } }";
+        assert!(run(deep, &limits()).is_ok());
+        assert!(run(
+            deep,
+            &Limits {
+                introspection: false,
+                ..limits()
+            }
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn fragment_bombs_are_measured_once() {
+        let mut q = String::from("{ me { ...F0 } }");
+        for i in 0..40 {
+            q.push_str(&format!(" fragment F{i} on User {{ ...F{} ...F{} }}", i + 1, i + 1));
+        }
+        q.push_str(" fragment F40 on User { id }");
+        let err = run(&q, &limits()).unwrap_err();
+        assert!(err.contains("complexity"), "{err}");
+    }
+
+    #[test]
+    fn reports_the_operation_type() {
+        assert_eq!(
+            run("mutation { logout }", &limits()).unwrap(),
+            Some(OperationType::Mutation)
+        );
+        assert_eq!(
+            run("query A { me { id } } query B { me { id } }", &limits()).unwrap(),
+            None
+        );
+    }
+}

@@ -1,0 +1,105 @@
+//! The GraphQL schema (API.md §5): one file per domain, merged here, plus the error pass
+//! that gives every error its API.md §7 code.
+
+mod account;
+pub mod limits;
+mod session;
+pub mod types;
+
+use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, ServerError};
+
+use crate::auth::identity::Identity;
+use crate::auth::session::Caller;
+use crate::client::ClientInfo;
+use crate::config::Config;
+use crate::error::AppError;
+use crate::state::AppState;
+
+#[derive(MergedObject, Default)]
+pub struct Query(account::AccountQuery, session::SessionQuery);
+
+#[derive(MergedObject, Default)]
+pub struct Mutation(account::AccountMutation, session::SessionMutation);
+
+pub type GatehouseSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// The schema as configured. Depth, complexity and alias limits are checked before
+/// execution by `limits`, which exempts introspection as API.md §2 asks.
+pub fn build(config: &Config) -> GatehouseSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
+    if !config.introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    builder.finish()
+}
+
+/// The SDL that `gatehouse schema` prints and `schema.graphql` holds.
+pub fn sdl() -> String {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .finish()
+        .sdl()
+}
+
+/// What resolvers read from the request.
+pub trait ContextExt {
+    fn state(&self) -> &AppState;
+    fn identity(&self) -> &Identity;
+    fn client(&self) -> &ClientInfo;
+    /// The signed-in caller; guards have already refused anonymous callers where one is needed.
+    fn caller(&self) -> Result<&Caller, AppError> {
+        self.identity().caller().ok_or(AppError::Unauthenticated)
+    }
+}
+
+impl ContextExt for Context<'_> {
+    fn state(&self) -> &AppState {
+        self.data_unchecked::<AppState>()
+    }
+
+    fn identity(&self) -> &Identity {
+        crate::auth::guard::identity(self)
+    }
+
+    fn client(&self) -> &ClientInfo {
+        self.data_unchecked::<ClientInfo>()
+    }
+}
+
+/// How a finished response should be reported over HTTP.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Executed (possibly with field errors).
+    Executed,
+    /// The document failed validation and nothing ran.
+    Invalid,
+}
+
+/// Gives every error a code (API.md §7): errors raised through `AppError` already carry one;
+/// errors from before execution are validation failures; input coercion errors are bad input;
+/// anything else is an internal error whose message is replaced.
+pub fn finish_errors(response: &mut Response) -> Outcome {
+    let nothing_ran = response.data == async_graphql::Value::Null;
+    let mut outcome = Outcome::Executed;
+    for error in &mut response.errors {
+        if error.extensions.as_ref().is_some_and(|e| e.get("code").is_some()) {
+            continue;
+        }
+        let code = if nothing_ran && error.path.is_empty() {
+            outcome = Outcome::Invalid;
+            "GRAPHQL_VALIDATION_FAILED"
+        } else if is_input_error(error) {
+            "BAD_USER_INPUT"
+        } else {
+            tracing::error!(message = %error.message, "uncoded GraphQL error");
+            error.message = "internal server error".into();
+            "INTERNAL_SERVER_ERROR"
+        };
+        error.extensions.get_or_insert_with(Default::default).set("code", code);
+    }
+    outcome
+}
+
+/// async-graphql reports arguments and variables it cannot coerce with these messages.
+fn is_input_error(error: &ServerError) -> bool {
+    error.message.starts_with("Failed to parse") || error.message.starts_with("Invalid value")
+}

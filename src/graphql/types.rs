@@ -1,0 +1,194 @@
+//! The object types of API.md §5 shared by several domains: `User`, `Session`, `AuthPayload`.
+//! Rows are mapped explicitly; entities never derive GraphQL.
+
+use async_graphql::{Context, Json, Object, Result};
+use chrono::{DateTime, Utc};
+use entity::{session as session_row, user as user_row};
+use uuid::Uuid;
+
+use crate::auth::guard::SelfOrAdmin;
+use crate::auth::session::{self as auth_session, IssuedSession};
+use crate::domain::account::SignedIn;
+use crate::graphql::ContextExt;
+
+/// An account.
+pub struct User {
+    row: user_row::Model,
+    /// Roles when already known (the caller's, or just loaded); read on demand otherwise.
+    roles: Option<Vec<String>>,
+    /// This user has just signed in through this response, so the reader is the user.
+    signing_in: bool,
+}
+
+impl User {
+    pub fn new(row: user_row::Model, roles: Option<Vec<String>>) -> Self {
+        User {
+            row,
+            roles,
+            signing_in: false,
+        }
+    }
+}
+
+#[Object]
+impl User {
+    /// The user's id.
+    async fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    /// The login name, as spelled at signup; unique regardless of case.
+    async fn username(&self) -> &str {
+        &self.row.username
+    }
+
+    /// Global roles (`user`, `admin`, granted roles), read live.
+    async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
+        match &self.roles {
+            Some(roles) => Ok(roles.clone()),
+            None => Ok(auth_session::roles_of(&ctx.state().db, self.row.id).await?),
+        }
+    }
+
+    /// When the account was created.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+
+    /// The e-mail address; only the user themself and admins may read it.
+    #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
+    async fn email(&self) -> Option<&str> {
+        self.row.email.as_deref()
+    }
+
+    /// Display name.
+    async fn name(&self) -> Option<&str> {
+        self.row.name.as_deref()
+    }
+
+    /// IANA time zone, such as `Europe/Paris`.
+    async fn time_zone(&self) -> Option<&str> {
+        self.row.time_zone.as_deref()
+    }
+
+    /// BCP 47 language tag, such as `fr-CA`.
+    async fn language(&self) -> Option<&str> {
+        self.row.language.as_deref()
+    }
+
+    /// Preferred UI theme.
+    async fn theme(&self) -> Option<&str> {
+        self.row.theme.as_deref()
+    }
+
+    /// Free-form client settings.
+    async fn settings(&self) -> Option<Json<serde_json::Value>> {
+        self.row.settings.clone().map(Json)
+    }
+
+    /// When the password was last set.
+    async fn password_changed_at(&self) -> Option<DateTime<Utc>> {
+        self.row.password_changed_at
+    }
+}
+
+/// A login session of a user.
+pub struct Session {
+    row: session_row::Model,
+    current: bool,
+}
+
+impl Session {
+    pub fn new(row: session_row::Model, current_session: Option<Uuid>) -> Self {
+        let current = current_session == Some(row.id);
+        Session { row, current }
+    }
+}
+
+#[Object]
+impl Session {
+    /// The session's id (`closeSession` takes it).
+    async fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    /// When the session was opened.
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.row.created_at
+    }
+
+    /// When the session ends on its own.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.row.expires_at
+    }
+
+    /// When a request last used the session.
+    async fn last_seen_at(&self) -> Option<DateTime<Utc>> {
+        self.row.last_seen_at
+    }
+
+    /// The User-Agent of the client that opened the session.
+    async fn user_agent(&self) -> Option<&str> {
+        self.row.user_agent.as_deref()
+    }
+
+    /// The client address that opened the session.
+    async fn ip(&self) -> Option<&str> {
+        self.row.ip.as_deref()
+    }
+
+    /// True for the session this request runs in, and for the one an `AuthPayload` returns.
+    async fn current(&self) -> bool {
+        self.current
+    }
+}
+
+/// A new session: its token (also set as the session cookie), the user and the session.
+pub struct AuthPayload {
+    token: String,
+    user: user_row::Model,
+    roles: Vec<String>,
+    session: session_row::Model,
+}
+
+impl From<SignedIn> for AuthPayload {
+    fn from(signed_in: SignedIn) -> Self {
+        let IssuedSession { token, session } = signed_in.session;
+        AuthPayload {
+            token,
+            user: signed_in.user,
+            roles: signed_in.roles,
+            session,
+        }
+    }
+}
+
+#[Object]
+impl AuthPayload {
+    /// The bearer token (a JWT) for `Authorization: Bearer <token>`.
+    async fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// When the token and its session expire.
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.session.expires_at
+    }
+
+    /// The signed-in user.
+    async fn user(&self) -> User {
+        User {
+            row: self.user.clone(),
+            roles: Some(self.roles.clone()),
+            signing_in: true,
+        }
+    }
+
+    /// The session just opened.
+    async fn session(&self) -> Session {
+        Session {
+            row: self.session.clone(),
+            current: true,
+        }
+    }
+}

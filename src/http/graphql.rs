@@ -1,0 +1,248 @@
+//! GraphQL over HTTP (API.md §2): body and content-type rules, identity before execution
+//! (API.md §3), document limits, then execution and the response's status and headers.
+
+use std::net::SocketAddr;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql::parser::types::OperationType;
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::app::HttpState;
+use crate::auth::cookie;
+use crate::auth::identity::{self, Rejection, TokenSource};
+use crate::client::ClientInfo;
+use crate::error::error_body;
+use crate::graphql::limits::{self, Limits};
+use crate::graphql::{finish_errors, Outcome};
+
+const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
+const APPLICATION_JSON: &str = "application/json";
+
+/// The media type the client gets, per the GraphQL-over-HTTP spec.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Format {
+    GraphqlResponse,
+    /// The legacy `application/json`: request errors still answer 200.
+    Json,
+}
+
+impl Format {
+    fn negotiate(headers: &HeaderMap) -> Self {
+        let accepts_graphql_response = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| {
+                v.split(',')
+                    .any(|t| t.trim().to_ascii_lowercase().starts_with(GRAPHQL_RESPONSE_JSON))
+            });
+        if accepts_graphql_response {
+            Format::GraphqlResponse
+        } else {
+            Format::Json
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Format::GraphqlResponse => "application/graphql-response+json; charset=utf-8",
+            Format::Json => "application/json; charset=utf-8",
+        }
+    }
+
+    /// The status of a document that does not parse or validate.
+    fn request_error_status(self) -> StatusCode {
+        match self {
+            Format::GraphqlResponse => StatusCode::BAD_REQUEST,
+            Format::Json => StatusCode::OK,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
+}
+
+pub async fn post(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let format = Format::negotiate(&headers);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    // API.md §2: anything but JSON is 415, which also stops cross-site form posts.
+    if essence != APPLICATION_JSON && essence != GRAPHQL_RESPONSE_JSON {
+        let message = "Content-Type must be application/json";
+        return reply(
+            format,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            error_body(message, "BAD_REQUEST"),
+        );
+    }
+    let Some(bytes) = read_body(body, &headers, http.app.config.max_body_bytes).await else {
+        let message = format!("request body exceeds {} bytes", http.app.config.max_body_bytes);
+        return reply(
+            format,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            error_body(&message, "BAD_REQUEST"),
+        );
+    };
+    let request = match parse_body(&bytes) {
+        Ok(request) => request,
+        Err(message) => return reply(format, StatusCode::BAD_REQUEST, error_body(message, "BAD_REQUEST")),
+    };
+    execute(&http, peer, &headers, request, Method::Post, format).await
+}
+
+pub async fn get(
+    State(http): State<HttpState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let query = query.unwrap_or_default();
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    if wants_html && http.app.config.graphiql && !query.split('&').any(|p| p.starts_with("query=")) {
+        return graphiql();
+    }
+    let format = Format::negotiate(&headers);
+    match async_graphql::http::parse_query_string(&query) {
+        Ok(request) => execute(&http, peer, &headers, request, Method::Get, format).await,
+        Err(_) => {
+            let message = "query string is not a GraphQL request (query, variables, operationName)";
+            reply(format, StatusCode::BAD_REQUEST, error_body(message, "BAD_REQUEST"))
+        }
+    }
+}
+
+fn graphiql() -> Response {
+    let page = GraphiQLSource::build().endpoint("/graphql").title("gatehouse").finish();
+    Html(page).into_response()
+}
+
+/// The body, unless it is larger than `limit` (announced or actual).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Option<Bytes> {
+    let announced = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit as u64) {
+        return None;
+    }
+    axum::body::to_bytes(body, limit).await.ok()
+}
+
+fn parse_body(bytes: &[u8]) -> Result<async_graphql::Request, &'static str> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err("request body is empty");
+    }
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| "request body is not valid JSON")?;
+    if value.is_array() {
+        return Err("batched requests are not supported");
+    }
+    serde_json::from_value(value)
+        .map_err(|_| "request body must be {\"query\": ..., \"variables\"?: {...}, \"operationName\"?: ...}")
+}
+
+async fn execute(
+    http: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    mut request: async_graphql::Request,
+    method: Method,
+    format: Format,
+) -> Response {
+    let state = &http.app;
+    let identity = match identity::resolve(state, headers).await {
+        Ok(identity) => identity,
+        Err(rejection) => return unauthorized(http, rejection, format),
+    };
+
+    let limits = Limits {
+        max_depth: state.config.graphql_max_depth,
+        max_complexity: state.config.graphql_max_complexity,
+        max_aliases: state.config.graphql_max_aliases,
+        introspection: state.config.introspection,
+    };
+    let operation_name = request.operation_name.clone();
+    let variables = request.variables.clone();
+    let document = match request.parsed_query() {
+        Ok(document) => document,
+        Err(error) => {
+            let body = error_body(&error.message, "GRAPHQL_PARSE_FAILED");
+            return reply(format, format.request_error_status(), body);
+        }
+    };
+    match limits::check(document, operation_name.as_deref(), &variables, &limits) {
+        Err(message) => {
+            let body = error_body(&message, "GRAPHQL_VALIDATION_FAILED");
+            return reply(format, format.request_error_status(), body);
+        }
+        // API.md §2: GET never runs a mutation.
+        Ok(Some(OperationType::Mutation)) if method == Method::Get => {
+            let body = error_body("mutations are only accepted over POST", "BAD_REQUEST");
+            let mut response = reply(format, StatusCode::METHOD_NOT_ALLOWED, body);
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            return response;
+        }
+        Ok(_) => {}
+    }
+
+    let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
+    let request = request.data(state.clone()).data(identity).data(client);
+    let mut response = http.schema.execute(request).await;
+    let status = match finish_errors(&mut response) {
+        Outcome::Invalid => format.request_error_status(),
+        Outcome::Executed => StatusCode::OK,
+    };
+    let extra_headers = std::mem::take(&mut response.http_headers);
+    // Serialized straight from the response, so fields keep the order the query asked for.
+    let body = serde_json::to_string(&response)
+        .unwrap_or_else(|_| error_body("internal server error", "INTERNAL_SERVER_ERROR").to_string());
+    let mut reply = reply(format, status, body);
+    for (name, value) in extra_headers.iter() {
+        reply.headers_mut().append(name, value.clone());
+    }
+    reply
+}
+
+/// API.md §3: a bad credential is refused before execution, never run as anonymous.
+fn unauthorized(http: &HttpState, rejection: Rejection, format: Format) -> Response {
+    let body = error_body(&rejection.error.to_string(), rejection.error.code());
+    let mut response = reply(format, StatusCode::UNAUTHORIZED, body);
+    let headers = response.headers_mut();
+    headers.insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Bearer error=\"invalid_token\""),
+    );
+    if rejection.source == TokenSource::Cookie {
+        if let Ok(clear) = HeaderValue::from_str(&cookie::clear(&http.app.config)) {
+            headers.append(header::SET_COOKIE, clear);
+        }
+    }
+    response
+}
+
+fn reply(format: Format, status: StatusCode, body: impl ToString) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    // Responses may carry tokens or personal data: never cache them.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}

@@ -1,0 +1,25 @@
+//! gatehouse: a GraphQL authentication, session and authorization server.
+
+/// Routes, layers and serving.
+pub mod app;
+/// Credentials: tokens, passwords, sessions, identity, guards, cookies.
+pub mod auth;
+/// Client address and user agent of a request.
+pub mod client;
+/// The server's clock, movable in tests.
+pub mod clock;
+/// Settings from environment variables and flags.
+pub mod config;
+/// Business rules, free of web crates.
+pub mod domain;
+/// `AppError` and its mapping to API codes.
+pub mod error;
+/// The GraphQL schema and resolvers.
+pub mod graphql;
+/// HTTP handlers.
+pub mod http;
+/// Shared state: database pool, keys, hasher.
+pub mod state;
+
+pub use config::Config;
+pub use state::AppState;

@@ -1,0 +1,89 @@
+//! `AppState`: what every request handler and domain function needs, cheap to clone.
+//! Built once at startup by `AppState::connect`; tests build one per server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::session::LastSeen;
+use crate::auth::token::TokenKeys;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::domain;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub config: Arc<Config>,
+    pub tokens: Arc<TokenKeys>,
+    pub passwords: PasswordHasher,
+    pub clock: Clock,
+    pub last_seen: LastSeen,
+}
+
+impl AppState {
+    /// Connects, applies pending migrations, loads the signing key and ensures the admin.
+    pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        let db = connect_database(&config).await?;
+        Migrator::up(&db, None).await.context("applying migrations")?;
+        let secret = match &config.jwt_secret {
+            Some(secret) => secret.clone(),
+            None => domain::setting::jwt_secret(&db)
+                .await
+                .context("loading the JWT secret")?,
+        };
+        let passwords = PasswordHasher::new(
+            config.argon2_memory_kib,
+            config.argon2_iterations,
+            config.argon2_parallelism,
+        )?;
+        let state = AppState {
+            db,
+            tokens: Arc::new(TokenKeys::hs256(secret.as_bytes())),
+            passwords,
+            clock: Clock::default(),
+            last_seen: LastSeen::default(),
+            config: Arc::new(config),
+        };
+        if let (Some(username), Some(password)) = (&state.config.admin_username, &state.config.admin_password) {
+            domain::account::ensure_admin(&state, username, password)
+                .await
+                .map_err(|e| anyhow::anyhow!("ADMIN_USERNAME/ADMIN_PASSWORD: {e}"))?;
+        }
+        Ok(state)
+    }
+}
+
+/// Opens the pool; for SQLite, creates the file's folder and turns on write-ahead logging
+/// so readers do not wait for writers.
+pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnection> {
+    if config.is_sqlite() {
+        if let Some(dir) = sqlite_path(&config.database_url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            }
+        }
+    }
+    let timeout = Duration::from_secs(config.database_timeout);
+    let mut options = ConnectOptions::new(config.database_url.clone());
+    options
+        .connect_timeout(timeout)
+        .acquire_timeout(timeout)
+        .max_connections(if config.is_sqlite() { 8 } else { 16 })
+        .sqlx_logging(false);
+    let db = Database::connect(options).await.context("connecting to the database")?;
+    if config.is_sqlite() {
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+    }
+    Ok(db)
+}
+
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next()?;
+    (!path.is_empty() && path != ":memory:").then(|| path.into())
+}
