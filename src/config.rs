@@ -141,8 +141,14 @@ impl Config {
                 ));
             }
         }
-        if self.admin_username.is_some() != self.admin_password.is_some() {
-            return Err("ADMIN_USERNAME and ADMIN_PASSWORD must be set together".into());
+        match (&self.admin_username, &self.admin_password) {
+            (Some(username), Some(password)) => {
+                crate::domain::account::check_username(username).map_err(|e| format!("ADMIN_USERNAME: {e}"))?;
+                crate::auth::password::check_new_password("password", username, password)
+                    .map_err(|e| format!("ADMIN_PASSWORD: {e}"))?;
+            }
+            (None, None) => {}
+            _ => return Err("ADMIN_USERNAME and ADMIN_PASSWORD must be set together".into()),
         }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be positive".into());

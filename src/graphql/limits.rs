@@ -55,10 +55,14 @@ pub fn check(
         doc,
         variables,
         introspection: limits.introspection,
+        asks_introspection: false,
         fragments: HashMap::new(),
         visiting: HashSet::new(),
     };
     let cost = meter.selection_set(&operation.node.selection_set.node);
+    if meter.asks_introspection {
+        return Err("introspection is disabled on this server".into());
+    }
     if cost.depth > limits.max_depth {
         return Err(format!(
             "document depth {} exceeds the limit of {}",
@@ -84,6 +88,8 @@ struct Meter<'d> {
     doc: &'d ExecutableDocument,
     variables: &'d Variables,
     introspection: bool,
+    /// Set when the operation selects `__schema` or `__type` while introspection is off.
+    asks_introspection: bool,
     /// Each fragment is measured once, so spreading one many times cannot blow up the walk.
     fragments: HashMap<&'d Name, Cost>,
     /// Fragments being measured: a cycle (invalid anyway) is cut here.
@@ -98,8 +104,11 @@ impl<'d> Meter<'d> {
                 Selection::Field(field) => {
                     let field = &field.node;
                     let name = field.name.node.as_str();
-                    if self.introspection && (name == "__schema" || name == "__type") {
-                        continue;
+                    if name == "__schema" || name == "__type" {
+                        if self.introspection {
+                            continue;
+                        }
+                        self.asks_introspection = true;
                     }
                     let children = self.selection_set(&field.selection_set.node);
                     let page = self.page_size(name, &field.arguments);
@@ -226,9 +235,11 @@ mod tests {
         let err = run("{ sites(first: 50) { edges { node { id } } } }", &l).unwrap_err();
         assert!(err.contains("complexity"), "{err}");
         // Without `first`, a connection is charged its default page.
-        assert!(run("{ sites { edges { node { id name } } } }", &l)
-            .unwrap_err()
-            .contains("complexity"));
+        assert!(
+            run("{ sites { edges { node { id name description createdAt } } } }", &l)
+                .unwrap_err()
+                .contains("complexity")
+        );
     }
 
     #[test]

@@ -101,5 +101,7 @@ pub fn finish_errors(response: &mut Response) -> Outcome {
 
 /// async-graphql reports arguments and variables it cannot coerce with these messages.
 fn is_input_error(error: &ServerError) -> bool {
-    error.message.starts_with("Failed to parse") || error.message.starts_with("Invalid value")
+    ["Failed to parse", "Invalid value", "Expected input type"]
+        .iter()
+        .any(|start| error.message.starts_with(start))
 }

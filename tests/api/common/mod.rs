@@ -1,0 +1,258 @@
+//! `TestServer`: a gatehouse on 127.0.0.1:0 over a fresh database, shut down on drop,
+//! plus helpers that keep tests short.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+
+use gatehouse::{app, AppState, Config};
+use reqwest::header::HeaderMap;
+use sea_orm::{ConnectionTrait, Database};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// A strong password that passes every rule.
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteFile(std::path::PathBuf),
+    PostgresSchema { base_url: String, schema: String },
+    Shared,
+}
+
+impl TestServer {
+    pub async fn start(config: Config) -> TestServer {
+        let (config, cleanup) = isolate_database(config).await;
+        Self::start_on(config, cleanup).await
+    }
+
+    /// Another server on the same database as `self` (restarts, several instances).
+    pub async fn start_sharing(&self, config: Config) -> TestServer {
+        let config = Config {
+            database_url: self.state.config.database_url.clone(),
+            ..config
+        };
+        Self::start_on(config, Cleanup::Shared).await
+    }
+
+    async fn start_on(config: Config, cleanup: Cleanup) -> TestServer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("local addr");
+        let state = AppState::connect(config).await.expect("start gatehouse");
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(app::serve(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            state,
+            http: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+            cleanup,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs a GraphQL request, with a bearer token when given.
+    pub async fn gql(&self, token: Option<&str>, query: &str, variables: Value) -> Reply {
+        let mut request = self
+            .http
+            .post(self.url("/graphql"))
+            .json(&json!({ "query": query, "variables": variables }));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        Reply::from(request.send().await.expect("request")).await
+    }
+
+    /// POSTs a GraphQL request carrying the session cookie.
+    pub async fn gql_with_cookie(&self, token: &str, query: &str, variables: Value) -> Reply {
+        let cookie = format!("{}={}", self.state.config.cookie_name, token);
+        let request = self
+            .http
+            .post(self.url("/graphql"))
+            .header("cookie", cookie)
+            .json(&json!({ "query": query, "variables": variables }));
+        Reply::from(request.send().await.expect("request")).await
+    }
+
+    /// Signs a new, uniquely named user up; returns (token, user id, username).
+    pub async fn signup(&self, name: &str) -> (String, String, String) {
+        let username = unique(name);
+        let reply = self
+            .gql(
+                None,
+                "mutation($u: String!, $p: String!) { signup(input: {username: $u, password: $p}) { token user { id } } }",
+                json!({ "u": username, "p": PASSWORD }),
+            )
+            .await;
+        let payload = reply.data("signup");
+        (str_at(&payload, "/token"), str_at(&payload, "/user/id"), username)
+    }
+
+    /// Stops the server, letting in-flight requests finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task").expect("server result");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        match std::mem::replace(&mut self.cleanup, Cleanup::Shared) {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+                }
+            }
+            Cleanup::PostgresSchema { base_url, schema } => {
+                // Drop runs inside the test's runtime: clean up from a thread of our own.
+                let _ = std::thread::spawn(move || {
+                    let rt = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .expect("runtime");
+                    rt.block_on(async {
+                        if let Ok(db) = Database::connect(base_url).await {
+                            let _ = db
+                                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                                .await;
+                        }
+                    });
+                })
+                .join();
+            }
+            Cleanup::Shared => {}
+        }
+    }
+}
+
+/// Gives each server its own database: a fresh SQLite file, or a fresh PostgreSQL schema.
+async fn isolate_database(config: Config) -> (Config, Cleanup) {
+    match std::env::var("TEST_DATABASE_URL") {
+        Ok(base_url) if !base_url.is_empty() => {
+            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+            let db = Database::connect(base_url.as_str())
+                .await
+                .expect("connect to TEST_DATABASE_URL");
+            db.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+                .await
+                .expect("create schema");
+            db.close().await.expect("close");
+            let separator = if base_url.contains('?') { '&' } else { '?' };
+            let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
+            (
+                Config {
+                    database_url: url,
+                    ..config
+                },
+                Cleanup::PostgresSchema { base_url, schema },
+            )
+        }
+        _ => {
+            let path = std::env::temp_dir().join(format!("gatehouse-test-{}.db", uuid::Uuid::new_v4()));
+            let url = format!("sqlite://{}?mode=rwc", path.display());
+            (
+                Config {
+                    database_url: url,
+                    ..config
+                },
+                Cleanup::SqliteFile(path),
+            )
+        }
+    }
+}
+
+/// What came back: status, headers and the JSON body.
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+impl Reply {
+    pub async fn from(response: reqwest::Response) -> Reply {
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
+        Reply { status, headers, body }
+    }
+
+    /// `data.<field>`, failing the test when the reply has errors.
+    pub fn data(&self, field: &str) -> Value {
+        assert!(self.body.get("errors").is_none(), "unexpected errors: {}", self.body);
+        assert_eq!(self.status, 200, "{}", self.body);
+        self.body["data"][field].clone()
+    }
+
+    /// The code of the first error, asserting there is one.
+    pub fn code(&self) -> String {
+        let code = &self.body["errors"][0]["extensions"]["code"];
+        code.as_str()
+            .unwrap_or_else(|| panic!("expected an error code in {}", self.body))
+            .to_owned()
+    }
+
+    pub fn assert_code(&self, code: &str) {
+        assert_eq!(self.code(), code, "{}", self.body);
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().expect("ascii header").to_owned())
+    }
+
+    pub fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all("set-cookie")
+            .iter()
+            .map(|v| v.to_str().expect("ascii").to_owned())
+            .collect()
+    }
+
+    /// Asserts a 401 refusal as API.md §3 describes it.
+    pub fn assert_unauthorized(&self) {
+        assert_eq!(self.status, 401, "{}", self.body);
+        assert_eq!(
+            self.header("www-authenticate").as_deref(),
+            Some("Bearer error=\"invalid_token\"")
+        );
+        self.assert_code("UNAUTHENTICATED");
+        assert!(self.body.get("data").is_none(), "nothing may run: {}", self.body);
+    }
+}
+
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+pub fn str_at(value: &Value, pointer: &str) -> String {
+    value
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("no string at {pointer} in {value}"))
+        .to_owned()
+}

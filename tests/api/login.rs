@@ -1,0 +1,136 @@
+//! `login`, `me`, `user(id)`, the `User.email` guard and the admin bootstrap.
+
+use gatehouse::Config;
+use serde_json::json;
+
+use crate::common::{str_at, unique, TestServer, PASSWORD};
+
+const LOGIN: &str = "mutation($u: String!, $p: String!) {
+    login(input: {username: $u, password: $p}) { token expiresAt user { id username roles } session { id current } }
+}";
+
+#[tokio::test]
+async fn login_opens_a_new_session_with_any_username_case() {
+    let server = TestServer::start(Config::for_test()).await;
+    let (_, user_id, username) = server.signup("Ivy").await;
+    let reply = server
+        .gql(None, LOGIN, json!({ "u": username.to_uppercase(), "p": PASSWORD }))
+        .await;
+    let payload = reply.data("login");
+    assert_eq!(payload["user"]["id"], user_id.as_str());
+    assert_eq!(payload["user"]["username"], username.as_str());
+    assert_eq!(payload["session"]["current"], true);
+    assert!(reply.set_cookies()[0].starts_with("gatehouse_session=ey"));
+
+    let token = str_at(&payload, "/token");
+    let count = server
+        .gql(Some(&token), "{ countSessions }", json!({}))
+        .await
+        .data("countSessions");
+    assert_eq!(count, 2, "signup and login each opened a session");
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_user_get_the_same_error() {
+    let server = TestServer::start(Config::for_test()).await;
+    let (_, _, username) = server.signup("jack").await;
+    let wrong_password = server
+        .gql(None, LOGIN, json!({ "u": username, "p": "not the password" }))
+        .await;
+    let unknown_user = server
+        .gql(None, LOGIN, json!({ "u": unique("nobody"), "p": PASSWORD }))
+        .await;
+    wrong_password.assert_code("UNAUTHENTICATED");
+    unknown_user.assert_code("UNAUTHENTICATED");
+    assert_eq!(
+        wrong_password.body["errors"][0]["message"],
+        unknown_user.body["errors"][0]["message"]
+    );
+    assert_eq!(wrong_password.status, 200);
+    assert!(wrong_password.set_cookies().is_empty());
+}
+
+#[tokio::test]
+async fn me_is_null_for_anonymous_callers() {
+    let server = TestServer::start(Config::for_test()).await;
+    let reply = server.gql(None, "{ me { id } }", json!({})).await;
+    assert_eq!(reply.data("me"), serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn email_is_visible_to_its_owner_and_admins_only() {
+    let admin_name = unique("root");
+    let config = Config {
+        admin_username: Some(admin_name.clone()),
+        admin_password: Some("admin password 1234".into()),
+        ..Config::for_test()
+    };
+    let server = TestServer::start(config).await;
+    let signup = "mutation($u: String!, $e: String) { signup(input: {username: $u, password: \"correct horse battery staple\", email: $e}) { token user { id } } }";
+    let kim = server
+        .gql(None, signup, json!({ "u": unique("kim"), "e": "kim@example.com" }))
+        .await
+        .data("signup");
+    let (kim_token, kim_id) = (str_at(&kim, "/token"), str_at(&kim, "/user/id"));
+    let (lee_token, lee_id, _) = server.signup("lee").await;
+
+    let query = "query($id: UUID!) { user(id: $id) { id username email } }";
+    let own = server
+        .gql(Some(&kim_token), query, json!({ "id": kim_id }))
+        .await
+        .data("user");
+    assert_eq!(own["email"], "kim@example.com");
+
+    // Another user's record is not for plain users.
+    let refused = server.gql(Some(&lee_token), query, json!({ "id": kim_id })).await;
+    refused.assert_code("FORBIDDEN");
+    let anonymous = server.gql(None, query, json!({ "id": lee_id })).await;
+    anonymous.assert_code("UNAUTHENTICATED");
+
+    let admin = server
+        .gql(None, LOGIN, json!({ "u": admin_name, "p": "admin password 1234" }))
+        .await
+        .data("login");
+    assert_eq!(admin["user"]["roles"], json!(["admin", "user"]));
+    let admin_token = str_at(&admin, "/token");
+    let seen = server
+        .gql(Some(&admin_token), query, json!({ "id": kim_id }))
+        .await
+        .data("user");
+    assert_eq!(seen["email"], "kim@example.com");
+    let missing = server
+        .gql(Some(&admin_token), query, json!({ "id": uuid::Uuid::new_v4() }))
+        .await;
+    assert_eq!(missing.data("user"), serde_json::Value::Null);
+}
+
+#[tokio::test]
+async fn admin_bootstrap_creates_then_updates_the_admin() {
+    let name = unique("boss");
+    let first = Config {
+        admin_username: Some(name.clone()),
+        admin_password: Some("first admin password".into()),
+        ..Config::for_test()
+    };
+    let server = TestServer::start(first).await;
+    let reply = server
+        .gql(None, LOGIN, json!({ "u": name, "p": "first admin password" }))
+        .await;
+    assert_eq!(reply.data("login")["user"]["roles"], json!(["admin", "user"]));
+
+    // A restart with a new password brings the account up to date.
+    let second = Config {
+        admin_username: Some(name.clone()),
+        admin_password: Some("second admin password".into()),
+        ..Config::for_test()
+    };
+    let restarted = server.start_sharing(second).await;
+    let old = restarted
+        .gql(None, LOGIN, json!({ "u": name, "p": "first admin password" }))
+        .await;
+    old.assert_code("UNAUTHENTICATED");
+    let new = restarted
+        .gql(None, LOGIN, json!({ "u": name, "p": "second admin password" }))
+        .await;
+    assert_eq!(new.data("login")["user"]["roles"], json!(["admin", "user"]));
+}

@@ -1,0 +1,11 @@
+//! Integration tests: each test starts a real gatehouse on an ephemeral port and speaks HTTP.
+//! SQLite by default; PostgreSQL when `TEST_DATABASE_URL` is set.
+
+mod common;
+
+mod auth_tokens;
+mod cli;
+mod http_surface;
+mod login;
+mod sessions;
+mod signup;
