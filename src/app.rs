@@ -4,6 +4,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use axum::routing::get;
 use axum::Router;
@@ -39,7 +40,22 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .with_state(HttpState { app: state, schema })
-        .layer(request_log());
+        // One line per request: method, path (never the query string, which may hold
+        // variables), status and latency.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<Body>| {
+                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                })
+                .on_request(())
+                .on_response(|response: &Response<Body>, latency: Duration, _span: &Span| {
+                    let latency_ms = latency.as_secs_f64() * 1000.0;
+                    tracing::info!(status = response.status().as_u16(), latency_ms, "served");
+                })
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        );
     match cors {
         Some(cors) => router.layer(cors),
         None => router,
@@ -88,30 +104,6 @@ async fn upkeep(state: AppState) {
             }
         }
     }
-}
-
-/// One line per request: method, path (never the query string, which may hold variables),
-/// status and latency.
-fn request_log() -> TraceLayer<
-    tower_http::classify::SharedClassifier<tower_http::classify::ServerErrorsAsFailures>,
-    impl Fn(&Request<axum::body::Body>) -> Span + Clone,
-    (),
-    impl Fn(&Response<axum::body::Body>, Duration, &Span) + Clone,
-    (),
-    (),
-    (),
-> {
-    TraceLayer::new_for_http()
-        .make_span_with(|request: &Request<axum::body::Body>| {
-            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
-        })
-        .on_request(())
-        .on_response(|response: &Response<axum::body::Body>, latency: Duration, _span: &Span| {
-            tracing::info!(status = response.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "served");
-        })
-        .on_body_chunk(())
-        .on_eos(())
-        .on_failure(())
 }
 
 /// Credentialed CORS for the configured origins only: never a wildcard with cookies.

@@ -42,7 +42,10 @@ async fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let result = match cli.command.unwrap_or(Command::Serve(cli.config)) {
-        Command::Schema => Ok(print!("{}", graphql::sdl())),
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            Ok(())
+        }
         Command::Migrate(config) => migrate(config).await,
         Command::Serve(config) => serve(config).await,
     };

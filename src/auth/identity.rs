@@ -38,7 +38,7 @@ pub struct Rejection {
 }
 
 /// The presented token and its source, without judging it.
-pub fn credential<'h>(headers: &'h HeaderMap, cookie_name: &str) -> Option<(String, TokenSource)> {
+pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<(String, TokenSource)> {
     // API.md §3: the header wins over the cookie.
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let token = value.to_str().ok().and_then(|v| {

@@ -30,7 +30,8 @@ fn schema_graphql_matches_gatehouse_schema() {
 fn bad_settings_stop_startup_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/never.db?mode=rwc", dir.path().display());
-    let cases: [(&[&str], &[(&str, &str)], &str); 6] = [
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case; 6] = [
         (&[], &[("JWT_SECRET", "too-short")], "JWT_SECRET"),
         (&[], &[("DATABASE_URL", "mysql://localhost/x")], "DATABASE_URL"),
         (&["--session-ttl", "soon"], &[], "soon"),

@@ -79,7 +79,10 @@ async fn browsers_get_graphiql() {
         .send()
         .await
         .unwrap();
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/json"));
     assert!(!response.text().await.unwrap().to_lowercase().contains("graphiql"));
 }
 
