@@ -71,6 +71,26 @@ pub struct Config {
     #[arg(long, env = "INTROSPECTION", default_value_t = true, action = ArgAction::Set)]
     pub introspection: bool,
 
+    /// Where reset mails go: `log` (one log line holding the link) or `smtp`.
+    #[arg(long, env = "MAILER", default_value = "log")]
+    pub mailer: String,
+
+    /// SMTP server for reset mails, e.g. smtp://127.0.0.1:2525 or smtps://user:pass@host:465; implies MAILER=smtp.
+    #[arg(long, env = "SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of reset mails.
+    #[arg(long, env = "MAIL_FROM", default_value = "gatehouse@localhost")]
+    pub mail_from: String,
+
+    /// The link in a reset mail; `{token}` is replaced by the reset token.
+    #[arg(
+        long,
+        env = "RESET_URL_TEMPLATE",
+        default_value = "http://127.0.0.1:8080/reset-password?token={token}"
+    )]
+    pub reset_url_template: String,
+
     /// Comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
@@ -150,6 +170,10 @@ impl Config {
             (None, None) => {}
             _ => return Err("ADMIN_USERNAME and ADMIN_PASSWORD must be set together".into()),
         }
+        crate::mail::Mailer::from_config(self).map_err(|e| format!("MAILER/SMTP_URL/MAIL_FROM: {e}"))?;
+        if !self.reset_url_template.contains("{token}") {
+            return Err("RESET_URL_TEMPLATE must contain {token}".into());
+        }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be positive".into());
         }
@@ -184,6 +208,10 @@ impl Config {
             cors_origins: Vec::new(),
             graphiql: true,
             introspection: true,
+            mailer: "log".into(),
+            smtp_url: None,
+            mail_from: "gatehouse@localhost".into(),
+            reset_url_template: "http://127.0.0.1:8080/reset-password?token={token}".into(),
             trusted_proxies: Vec::new(),
             max_body_bytes: 1_048_576,
             graphql_max_depth: 12,

@@ -18,6 +18,8 @@ pub mod error;
 pub mod graphql;
 /// HTTP handlers.
 pub mod http;
+/// Outgoing mail (password reset links).
+pub mod mail;
 /// Shared state: database pool, keys, hasher.
 pub mod state;
 

@@ -14,6 +14,7 @@ use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain;
+use crate::mail::Mailer;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -23,6 +24,7 @@ pub struct AppState {
     pub passwords: PasswordHasher,
     pub clock: Clock,
     pub last_seen: LastSeen,
+    pub mailer: Mailer,
 }
 
 impl AppState {
@@ -47,6 +49,7 @@ impl AppState {
             passwords,
             clock: Clock::default(),
             last_seen: LastSeen::default(),
+            mailer: Mailer::from_config(&config)?,
             config: Arc::new(config),
         };
         if let (Some(username), Some(password)) = (&state.config.admin_username, &state.config.admin_password) {

@@ -1,7 +1,8 @@
-//! Accounts: signup, login and the configured admin. Input rules of API.md §7 live here
-//! (passwords in `auth::password`); uniqueness is the database's unique indexes.
+//! Accounts: signup, login, the configured admin, password change and profile. Input rules
+//! of API.md §7 live here (passwords in `auth::password`); uniqueness is the database's.
 
-use entity::{user, user_role};
+use chrono::{DateTime, Utc};
+use entity::{session as session_row, user, user_role};
 use sea_orm::sea_query::OnConflict;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
@@ -9,8 +10,10 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::auth::password::check_new_password;
-use crate::auth::session::{self, IssuedSession};
+use crate::auth::session::{self, Caller, IssuedSession};
 use crate::client::ClientInfo;
+use crate::domain::audit::{self, Event, Kind};
+use crate::domain::role;
 use crate::error::{on_unique, AppError};
 use crate::state::AppState;
 
@@ -19,7 +22,7 @@ const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
 const MAX_EMAIL_CHARS: usize = 254;
 const MAX_NAME_CHARS: usize = 200;
 /// The unique indexes on `users`, by the field each protects.
-const USER_UNIQUE_FIELDS: &[&str] = &["username", "email"];
+pub(crate) const USER_UNIQUE_FIELDS: &[&str] = &["username", "email"];
 
 pub struct NewAccount {
     pub username: String,
@@ -61,7 +64,7 @@ pub fn check_email(email: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-fn check_name(name: &str) -> Result<(), AppError> {
+pub fn check_name(name: &str) -> Result<(), AppError> {
     if name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control) {
         return Err(AppError::bad_input(
             "name",
@@ -71,21 +74,34 @@ fn check_name(name: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Creates an account with role `user` and opens its first session, all in one transaction.
-pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> Result<SignedIn, AppError> {
-    check_username(&new.username)?;
-    check_new_password("password", &new.username, &new.password)?;
-    let email = new.email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
+/// Trims an optional email; blank means none.
+pub fn normalize_email(email: Option<String>) -> Result<Option<String>, AppError> {
+    let email = email.map(|e| e.trim().to_owned()).filter(|e| !e.is_empty());
     if let Some(email) = &email {
         check_email(email)?;
     }
+    Ok(email)
+}
+
+/// Checks a new account's fields (API.md §7); returns the normalized email.
+pub fn check_new_account(new: &NewAccount) -> Result<Option<String>, AppError> {
+    check_username(&new.username)?;
+    check_new_password("password", &new.username, &new.password)?;
     if let Some(name) = &new.name {
         check_name(name)?;
     }
-    let password_hash = state.passwords.hash(&new.password).await?;
+    normalize_email(new.email.clone())
+}
 
-    let now = state.clock.now();
-    let txn = state.db.begin().await?;
+/// Inserts a user row with role `user` plus `extra_roles`; the unique indexes decide conflicts.
+pub async fn insert_user(
+    conn: &impl ConnectionTrait,
+    new: NewAccount,
+    email: Option<String>,
+    password_hash: String,
+    extra_roles: &[String],
+    now: DateTime<Utc>,
+) -> Result<user::Model, AppError> {
     let row = user::ActiveModel {
         id: Set(Uuid::new_v4()),
         username_key: Set(new.username.to_lowercase()),
@@ -103,15 +119,28 @@ pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> R
         password_changed_at: Set(Some(now)),
     };
     let user = user::Entity::insert(row)
-        .exec_with_returning(&txn)
+        .exec_with_returning(conn)
         .await
         .map_err(on_unique(USER_UNIQUE_FIELDS))?;
-    grant(&txn, user.id, &["user"], now).await?;
+    let mut roles: Vec<&str> = vec![role::USER];
+    roles.extend(extra_roles.iter().map(String::as_str));
+    grant(conn, user.id, &roles, now).await?;
+    Ok(user)
+}
+
+/// Creates an account with role `user` and opens its first session, all in one transaction.
+pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> Result<SignedIn, AppError> {
+    let email = check_new_account(&new)?;
+    let password_hash = state.passwords.hash(&new.password).await?;
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let user = insert_user(&txn, new, email, password_hash, &[], now).await?;
     let session = session::open(&txn, state, user.id, client).await?;
+    audit::record(&txn, now, Event::own(Kind::Signup, user.id, client)).await?;
     txn.commit().await?;
     Ok(SignedIn {
         user,
-        roles: vec!["user".into()],
+        roles: vec![role::USER.into()],
         session,
     })
 }
@@ -129,11 +158,25 @@ pub async fn login(
         .passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
+    let now = state.clock.now();
     let user = match user {
         Some(user) if verified => user,
-        _ => return Err(AppError::InvalidCredentials),
+        other => {
+            let failed = Event {
+                kind: Kind::LoginFailed,
+                actor: None,
+                subject: other.map(|u| u.id),
+                client,
+                detail: None,
+            };
+            audit::record(&state.db, now, failed).await?;
+            return Err(AppError::InvalidCredentials);
+        }
     };
-    let session = session::open(&state.db, state, user.id, client).await?;
+    let txn = state.db.begin().await?;
+    let session = session::open(&txn, state, user.id, client).await?;
+    audit::record(&txn, now, Event::own(Kind::Login, user.id, client)).await?;
+    txn.commit().await?;
     let roles = session::roles_of(&state.db, user.id).await?;
     Ok(SignedIn { user, roles, session })
 }
@@ -145,6 +188,13 @@ pub async fn find_by_username(conn: &impl ConnectionTrait, username: &str) -> Re
         .await?)
 }
 
+pub async fn find_by_email(conn: &impl ConnectionTrait, email: &str) -> Result<Option<user::Model>, AppError> {
+    Ok(user::Entity::find()
+        .filter(user::Column::EmailKey.eq(email.trim().to_lowercase()))
+        .one(conn)
+        .await?)
+}
+
 pub async fn find(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<user::Model>, AppError> {
     Ok(user::Entity::find_by_id(user_id).one(conn).await?)
 }
@@ -152,48 +202,31 @@ pub async fn find(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<u
 /// Makes sure the configured admin exists with this password and roles `admin` and `user`.
 /// Several instances may start at once: a lost insert race turns into the update.
 pub async fn ensure_admin(state: &AppState, username: &str, password: &str) -> Result<(), AppError> {
-    check_username(username)?;
     let now = state.clock.now();
     let existing = find_by_username(&state.db, username).await?;
     let current = match &existing {
         Some(user) => state.passwords.verify(password, Some(&user.password_hash)).await?,
         None => false,
     };
+    let password_hash = match current {
+        true => None,
+        false => Some(state.passwords.hash(password).await?),
+    };
     let txn = state.db.begin().await?;
-    let user_id = match existing {
-        Some(user) if current => user.id,
-        Some(user) => {
-            let password_hash = state.passwords.hash(password).await?;
-            let mut row: user::ActiveModel = user.into();
-            row.password_hash = Set(password_hash);
-            row.password_changed_at = Set(Some(now));
-            row.updated_at = Set(now);
-            row.update(&txn).await?.id
-        }
-        None => {
-            let row = user::ActiveModel {
-                id: Set(Uuid::new_v4()),
-                username: Set(username.to_owned()),
-                username_key: Set(username.to_lowercase()),
-                email: Set(None),
-                email_key: Set(None),
-                password_hash: Set(state.passwords.hash(password).await?),
-                name: Set(None),
-                time_zone: Set(None),
-                language: Set(None),
-                theme: Set(None),
-                settings: Set(None),
-                created_at: Set(now),
-                updated_at: Set(now),
-                password_changed_at: Set(Some(now)),
+    let user_id = match (existing, password_hash) {
+        (Some(user), None) => user.id,
+        (Some(user), Some(password_hash)) => set_password(&txn, user, password_hash, now).await?,
+        (None, password_hash) => {
+            let new = NewAccount {
+                username: username.to_owned(),
+                password: String::new(),
+                email: None,
+                name: None,
             };
-            match user::Entity::insert(row)
-                .exec_with_returning(&txn)
-                .await
-                .map_err(on_unique(USER_UNIQUE_FIELDS))
-            {
+            let admin = [role::ADMIN.to_owned()];
+            match insert_user(&txn, new, None, password_hash.unwrap_or_default(), &admin, now).await {
                 Ok(user) => user.id,
-                // Another instance created it first: take theirs and bring it up to date next start.
+                // Another instance created it first: start over against its row.
                 Err(AppError::Conflict { .. }) => {
                     txn.rollback().await?;
                     return Box::pin(ensure_admin(state, username, password)).await;
@@ -202,9 +235,22 @@ pub async fn ensure_admin(state: &AppState, username: &str, password: &str) -> R
             }
         }
     };
-    grant(&txn, user_id, &["admin", "user"], now).await?;
+    grant(&txn, user_id, &[role::ADMIN, role::USER], now).await?;
     txn.commit().await?;
     Ok(())
+}
+
+async fn set_password(
+    conn: &impl ConnectionTrait,
+    user: user::Model,
+    password_hash: String,
+    now: DateTime<Utc>,
+) -> Result<Uuid, AppError> {
+    let mut row: user::ActiveModel = user.into();
+    row.password_hash = Set(password_hash);
+    row.password_changed_at = Set(Some(now));
+    row.updated_at = Set(now);
+    Ok(row.update(conn).await?.id)
 }
 
 /// Adds global roles; roles already held stay as they are.
@@ -212,7 +258,7 @@ pub async fn grant(
     conn: &impl ConnectionTrait,
     user_id: Uuid,
     roles: &[&str],
-    now: chrono::DateTime<chrono::Utc>,
+    now: DateTime<Utc>,
 ) -> Result<(), AppError> {
     let rows = roles.iter().map(|role| user_role::ActiveModel {
         user_id: Set(user_id),
@@ -229,6 +275,58 @@ pub async fn grant(
         .exec(conn)
         .await?;
     Ok(())
+}
+
+/// Stores a new password hash, closes every session of the user and opens a fresh one, on
+/// the caller's transaction; `kind` says why (changed, or reset by mail). Hash before the
+/// transaction starts, so no lock is held while hashing.
+pub async fn replace_password(
+    state: &AppState,
+    conn: &impl ConnectionTrait,
+    user: user::Model,
+    password_hash: String,
+    client: &ClientInfo,
+    kind: Kind,
+) -> Result<SignedIn, AppError> {
+    let now = state.clock.now();
+    let user_id = user.id;
+    set_password(conn, user, password_hash, now).await?;
+    session_row::Entity::delete_many()
+        .filter(session_row::Column::UserId.eq(user_id))
+        .exec(conn)
+        .await?;
+    let session = session::open(conn, state, user_id, client).await?;
+    audit::record(conn, now, Event::own(kind, user_id, client)).await?;
+    let user = find(conn, user_id).await?.ok_or(AppError::NotFound)?;
+    let roles = session::roles_of(conn, user_id).await?;
+    Ok(SignedIn { user, roles, session })
+}
+
+/// `changePassword`: the current password proves it is the user; every session closes and a
+/// new one is returned.
+pub async fn change_password(
+    state: &AppState,
+    caller: &Caller,
+    current_password: &str,
+    new_password: &str,
+    client: &ClientInfo,
+) -> Result<SignedIn, AppError> {
+    let user = find(&state.db, caller.user_id)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    if !state
+        .passwords
+        .verify(current_password, Some(&user.password_hash))
+        .await?
+    {
+        return Err(AppError::bad_input("currentPassword", "current password is wrong"));
+    }
+    check_new_password("newPassword", &user.username, new_password)?;
+    let password_hash = state.passwords.hash(new_password).await?;
+    let txn = state.db.begin().await?;
+    let signed_in = replace_password(state, &txn, user, password_hash, client, Kind::PasswordChanged).await?;
+    txn.commit().await?;
+    Ok(signed_in)
 }
 
 #[cfg(test)]

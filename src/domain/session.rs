@@ -1,10 +1,14 @@
-//! A user's own sessions: list, count and close. Opening and checking them is
-//! `auth::session`'s.
+//! A user's sessions: list, count and close, each close recorded in the audit log in the
+//! same transaction. Opening and checking sessions is `auth::session`'s.
 
-use entity::session;
-use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
+use entity::{session, user};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
 use uuid::Uuid;
 
+use crate::client::ClientInfo;
+use crate::domain::audit::{self, Event, Kind};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -33,33 +37,69 @@ pub async fn count(state: &AppState, user_id: Uuid) -> Result<u64, AppError> {
         .await?)
 }
 
-/// Closes one session of `user_id`; someone else's session is `NotFound`, as if it did not exist.
-pub async fn close(state: &AppState, user_id: Uuid, session_id: Uuid) -> Result<(), AppError> {
+/// Closes one live session of `user_id` (`kind` is `Logout` or `SessionClosed`); someone
+/// else's session is `NotFound`, as if it did not exist.
+pub async fn close(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    kind: Kind,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
     let deleted = session::Entity::delete_many()
         .filter(session::Column::Id.eq(session_id))
         .filter(session::Column::UserId.eq(user_id))
-        .filter(session::Column::ExpiresAt.gt(state.clock.now()))
-        .exec(&state.db)
+        .filter(session::Column::ExpiresAt.gt(now))
+        .exec(&txn)
         .await?;
     if deleted.rows_affected == 0 {
         return Err(AppError::NotFound);
     }
+    let detail = serde_json::json!({ "sessionId": session_id });
+    audit::record(&txn, now, Event::own(kind, user_id, client).with_detail(detail)).await?;
+    txn.commit().await?;
     Ok(())
 }
 
-/// Closes every live session of `user_id`; returns how many.
-pub async fn close_all(state: &AppState, user_id: Uuid) -> Result<u64, AppError> {
+/// Closes every live session of `user_id` on behalf of `actor` (the user, or an admin);
+/// returns how many. An unknown user is `NotFound`.
+pub async fn close_all(state: &AppState, actor: Uuid, user_id: Uuid, client: &ClientInfo) -> Result<u64, AppError> {
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let closed = delete_live(&txn, user_id, now).await?;
+    if closed == 0 && user::Entity::find_by_id(user_id).one(&txn).await?.is_none() {
+        return Err(AppError::NotFound);
+    }
+    let event = Event {
+        kind: Kind::SessionsClosed,
+        actor: Some(actor),
+        subject: Some(user_id),
+        client,
+        detail: None,
+    }
+    .with_detail(serde_json::json!({ "count": closed }));
+    audit::record(&txn, now, event).await?;
+    txn.commit().await?;
+    Ok(closed)
+}
+
+async fn delete_live(
+    conn: &impl ConnectionTrait,
+    user_id: Uuid,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<u64, AppError> {
     let deleted = session::Entity::delete_many()
         .filter(session::Column::UserId.eq(user_id))
-        .filter(session::Column::ExpiresAt.gt(state.clock.now()))
-        .exec(&state.db)
+        .filter(session::Column::ExpiresAt.gt(now))
+        .exec(conn)
         .await?;
     Ok(deleted.rows_affected)
 }
 
 /// Deletes up to `batch` expired sessions; returns how many, so the caller can loop.
 pub async fn delete_expired(state: &AppState, batch: u64) -> Result<u64, AppError> {
-    use sea_orm::QuerySelect;
     let ids: Vec<Uuid> = session::Entity::find()
         .select_only()
         .column(session::Column::Id)

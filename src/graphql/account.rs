@@ -1,12 +1,14 @@
 //! Account operations: `me`, `signup`, `login`.
 
-use async_graphql::{Context, InputObject, Object, Result};
+use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, Result};
 
 use uuid::Uuid;
 
 use crate::auth::cookie;
-use crate::auth::guard::SelfOrAdmin;
+use crate::auth::guard::{RequireRole, SelfOrAdmin};
 use crate::domain::account::{self, NewAccount, SignedIn};
+use crate::domain::profile::{self, Change, ProfileChanges};
+use crate::domain::reset;
 use crate::graphql::types::{AuthPayload, User};
 use crate::graphql::ContextExt;
 
@@ -54,6 +56,58 @@ pub struct LoginInput {
     pub password: String,
 }
 
+/// The current password and the new one.
+#[derive(InputObject)]
+pub struct ChangePasswordInput {
+    /// The password in use now.
+    pub current_password: String,
+    /// 8 to 256 characters, not the username, not a common password.
+    pub new_password: String,
+}
+
+/// Profile fields to change: an omitted field stays, `null` clears it.
+#[derive(InputObject)]
+pub struct UpdateProfileInput {
+    /// Display name, at most 200 characters.
+    pub name: MaybeUndefined<String>,
+    /// E-mail address, unique regardless of case.
+    pub email: MaybeUndefined<String>,
+    /// IANA time zone, such as `Europe/Paris`.
+    pub time_zone: MaybeUndefined<String>,
+    /// BCP 47 language tag, such as `pt-BR`.
+    pub language: MaybeUndefined<String>,
+    /// UI theme name, 1 to 32 characters of letters, digits, `-`, `_`.
+    pub theme: MaybeUndefined<String>,
+    /// Free-form client settings, at most 16 KiB of JSON.
+    pub settings: MaybeUndefined<Json<serde_json::Value>>,
+}
+
+/// Who forgot their password: username wins when both are given.
+#[derive(InputObject)]
+pub struct RequestPasswordResetInput {
+    /// The account's username.
+    pub username: Option<String>,
+    /// The account's e-mail address.
+    pub email: Option<String>,
+}
+
+/// A mailed reset token and the new password.
+#[derive(InputObject)]
+pub struct ResetPasswordInput {
+    /// The token from the reset link.
+    pub token: String,
+    /// 8 to 256 characters, not the username, not a common password.
+    pub new_password: String,
+}
+
+fn change<T>(value: MaybeUndefined<T>) -> Change<T> {
+    match value {
+        MaybeUndefined::Undefined => Change::Keep,
+        MaybeUndefined::Null => Change::Clear,
+        MaybeUndefined::Value(value) => Change::Set(value),
+    }
+}
+
 #[derive(Default)]
 pub struct AccountMutation;
 
@@ -74,6 +128,47 @@ impl AccountMutation {
     /// Signs in with username and password; a wrong name or password gets one and the same error.
     async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
         let signed_in = account::login(ctx.state(), &input.username, &input.password, ctx.client()).await?;
+        Ok(start_session(ctx, signed_in))
+    }
+
+    /// Changes the caller's password: every session closes, the current one included, and a new one is returned.
+    /// A wrong current password is BAD_USER_INPUT on `currentPassword`.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<AuthPayload> {
+        let (state, caller, client) = (ctx.state(), ctx.caller()?, ctx.client());
+        let signed_in =
+            account::change_password(state, caller, &input.current_password, &input.new_password, client).await?;
+        Ok(start_session(ctx, signed_in))
+    }
+
+    /// Changes the caller's profile: omitted fields stay, `null` clears a field.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
+        let caller = ctx.caller()?;
+        let changes = ProfileChanges {
+            name: change(input.name),
+            email: change(input.email),
+            time_zone: change(input.time_zone),
+            language: change(input.language),
+            theme: change(input.theme),
+            settings: change(input.settings.map_value(|json| json.0)),
+        };
+        let row = profile::update(ctx.state(), caller.user_id, changes, ctx.client()).await?;
+        Ok(User::new(row, Some(caller.roles.clone())))
+    }
+
+    /// Mails a single-use reset link valid 30 minutes when the account exists. Always true, answered at once,
+    /// so it tells nothing about which accounts exist.
+    async fn request_password_reset(&self, ctx: &Context<'_>, input: RequestPasswordResetInput) -> bool {
+        let client = ctx.client().clone();
+        reset::request_in_background(ctx.state().clone(), input.username, input.email, client);
+        true
+    }
+
+    /// Sets a new password with a reset token: the token is used up, every session closes and a new one is
+    /// returned. An unknown, used or expired token is BAD_USER_INPUT on `token`.
+    async fn reset_password(&self, ctx: &Context<'_>, input: ResetPasswordInput) -> Result<AuthPayload> {
+        let signed_in = reset::reset(ctx.state(), &input.token, &input.new_password, ctx.client()).await?;
         Ok(start_session(ctx, signed_in))
     }
 }

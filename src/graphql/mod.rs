@@ -2,7 +2,10 @@
 //! that gives every error its API.md §7 code.
 
 mod account;
+mod admin;
+pub mod connection;
 pub mod limits;
+pub mod loaders;
 mod session;
 pub mod types;
 
@@ -16,10 +19,10 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, session::SessionQuery);
+pub struct Query(account::AccountQuery, session::SessionQuery, admin::AdminQuery);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation, session::SessionMutation);
+pub struct Mutation(account::AccountMutation, session::SessionMutation, admin::AdminMutation);
 
 pub type GatehouseSchema = Schema<Query, Mutation, EmptySubscription>;
 

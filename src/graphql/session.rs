@@ -5,6 +5,7 @@ use uuid::Uuid;
 
 use crate::auth::cookie;
 use crate::auth::guard::RequireRole;
+use crate::domain::audit::Kind;
 use crate::domain::session;
 use crate::graphql::types::Session;
 use crate::graphql::ContextExt;
@@ -42,7 +43,14 @@ impl SessionMutation {
     #[graphql(guard = "RequireRole::user()")]
     async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
         let caller = ctx.caller()?;
-        session::close(ctx.state(), caller.user_id, caller.session_id).await?;
+        session::close(
+            ctx.state(),
+            caller.user_id,
+            caller.session_id,
+            Kind::Logout,
+            ctx.client(),
+        )
+        .await?;
         clear_cookie(ctx);
         Ok(true)
     }
@@ -50,7 +58,8 @@ impl SessionMutation {
     /// Closes every session of the caller, the current one included; returns how many.
     #[graphql(guard = "RequireRole::user()")]
     async fn close_all_sessions(&self, ctx: &Context<'_>) -> Result<i32> {
-        let closed = session::close_all(ctx.state(), ctx.caller()?.user_id).await?;
+        let caller = ctx.caller()?;
+        let closed = session::close_all(ctx.state(), caller.user_id, caller.user_id, ctx.client()).await?;
         clear_cookie(ctx);
         Ok(i32::try_from(closed).unwrap_or(i32::MAX))
     }
@@ -59,7 +68,7 @@ impl SessionMutation {
     #[graphql(guard = "RequireRole::user()")]
     async fn close_session(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
         let caller = ctx.caller()?;
-        session::close(ctx.state(), caller.user_id, id).await?;
+        session::close(ctx.state(), caller.user_id, id, Kind::SessionClosed, ctx.client()).await?;
         if id == caller.session_id {
             clear_cookie(ctx);
         }

@@ -1,14 +1,16 @@
 //! The object types of API.md §5 shared by several domains: `User`, `Session`, `AuthPayload`.
 //! Rows are mapped explicitly; entities never derive GraphQL.
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Json, Object, Result};
 use chrono::{DateTime, Utc};
-use entity::{session as session_row, user as user_row};
+use entity::{audit_event as audit_row, session as session_row, user as user_row};
 use uuid::Uuid;
 
 use crate::auth::guard::SelfOrAdmin;
 use crate::auth::session::{self as auth_session, IssuedSession};
 use crate::domain::account::SignedIn;
+use crate::graphql::loaders::UserById;
 use crate::graphql::ContextExt;
 
 /// An account.
@@ -190,5 +192,65 @@ impl AuthPayload {
             row: self.session.clone(),
             current: true,
         }
+    }
+}
+
+/// A security event from the audit log.
+pub struct AuditEvent {
+    row: audit_row::Model,
+}
+
+impl AuditEvent {
+    pub fn new(row: audit_row::Model) -> Self {
+        AuditEvent { row }
+    }
+}
+
+#[Object]
+impl AuditEvent {
+    /// The event's id.
+    async fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    /// When it happened.
+    async fn at(&self) -> DateTime<Utc> {
+        self.row.at
+    }
+
+    /// What happened: signup, login, login_failed, logout, session_closed, sessions_closed,
+    /// password_changed, password_reset_requested, password_reset, profile_updated,
+    /// user_created, user_deleted, roles_granted, roles_revoked.
+    async fn kind(&self) -> &str {
+        &self.row.kind
+    }
+
+    /// Who acted; null when unknown or since deleted.
+    async fn actor(&self, ctx: &Context<'_>) -> Result<Option<User>> {
+        let Some(actor_id) = self.row.actor_id else {
+            return Ok(None);
+        };
+        let loader = ctx.data_unchecked::<DataLoader<UserById>>();
+        Ok(loader.load_one(actor_id).await?.map(|row| User::new(row, None)))
+    }
+
+    /// The user acted upon.
+    async fn subject_id(&self) -> Option<Uuid> {
+        self.row.subject_id
+    }
+
+    /// The client address.
+    async fn ip(&self) -> Option<&str> {
+        self.row.ip.as_deref()
+    }
+
+    /// The client's User-Agent.
+    async fn user_agent(&self) -> Option<&str> {
+        self.row.user_agent.as_deref()
+    }
+
+    /// Event details (roles granted, fields changed, ...); never a password or a token.
+    async fn detail(&self) -> Option<Json<serde_json::Value>> {
+        self.row.detail.clone().map(Json)
     }
 }

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 
+use async_graphql::dataloader::DataLoader;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use axum::body::{Body, Bytes};
@@ -16,6 +17,7 @@ use crate::auth::identity::{self, Rejection, TokenSource};
 use crate::client::ClientInfo;
 use crate::error::error_body;
 use crate::graphql::limits::{self, Limits};
+use crate::graphql::loaders::UserById;
 use crate::graphql::{finish_errors, Outcome};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -204,7 +206,8 @@ async fn execute(
     }
 
     let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
-    let request = request.data(state.clone()).data(identity).data(client);
+    let users = DataLoader::new(UserById(state.db.clone()), tokio::spawn);
+    let request = request.data(state.clone()).data(identity).data(client).data(users);
     let mut response = http.schema.execute(request).await;
     let status = match finish_errors(&mut response) {
         Outcome::Invalid => format.request_error_status(),

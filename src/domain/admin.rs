@@ -1,0 +1,212 @@
+//! Administration (role `admin`): list, create and delete users, grant and revoke global
+//! roles. The last admin can neither be deleted nor lose `admin`.
+
+use entity::{user, user_role};
+use sea_orm::sea_query::{Expr, LikeExpr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::auth::session::{self, Caller};
+use crate::client::ClientInfo;
+use crate::domain::account::{self, NewAccount};
+use crate::domain::audit::{self, Event, Kind};
+use crate::domain::page::{Page, PageRequest};
+use crate::domain::role::{self, check_global_roles};
+use crate::error::AppError;
+use crate::state::AppState;
+
+/// Users by username (case-folded), optionally those whose username or email contains `search`.
+pub async fn list_users(
+    state: &AppState,
+    request: &PageRequest,
+    search: Option<&str>,
+) -> Result<Page<user::Model>, AppError> {
+    let mut filter = Condition::all();
+    if let Some(search) = search.map(str::trim).filter(|s| !s.is_empty()) {
+        let escaped = search
+            .to_lowercase()
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
+        let pattern = format!("%{escaped}%");
+        filter = filter.add(
+            Condition::any()
+                .add(Expr::col(user::Column::UsernameKey).like(LikeExpr::new(pattern.clone()).escape('\\')))
+                .add(Expr::col(user::Column::EmailKey).like(LikeExpr::new(pattern).escape('\\'))),
+        );
+    }
+    let total = user::Entity::find().filter(filter.clone()).count(&state.db).await?;
+    let mut query = user::Entity::find().filter(filter);
+    if let Some(after) = &request.after {
+        query = query.filter(user::Column::UsernameKey.gt(after.as_str()));
+    }
+    let rows = query
+        .order_by_asc(user::Column::UsernameKey)
+        .limit(request.fetch())
+        .all(&state.db)
+        .await?;
+    Ok(Page::from_rows(request, rows, total, |row| row.username_key.clone()))
+}
+
+/// `createUser`: an account with role `user` plus `roles`, created by an admin.
+pub async fn create_user(
+    state: &AppState,
+    admin: &Caller,
+    new: NewAccount,
+    roles: &[String],
+    client: &ClientInfo,
+) -> Result<(user::Model, Vec<String>), AppError> {
+    let email = account::check_new_account(&new)?;
+    let extra = check_global_roles(roles)?;
+    let password_hash = state.passwords.hash(&new.password).await?;
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let user = account::insert_user(&txn, new, email, password_hash, &extra, now).await?;
+    let roles = session::roles_of(&txn, user.id).await?;
+    let event = Event {
+        kind: Kind::UserCreated,
+        actor: Some(admin.user_id),
+        subject: Some(user.id),
+        client,
+        detail: None,
+    }
+    .with_detail(serde_json::json!({ "roles": roles }));
+    audit::record(&txn, now, event).await?;
+    txn.commit().await?;
+    Ok((user, roles))
+}
+
+/// `deleteUsers`: deletes the users that exist and returns their ids; sessions go with them
+/// (foreign keys), so their tokens stop working at once.
+pub async fn delete_users(
+    state: &AppState,
+    admin: &Caller,
+    ids: &[Uuid],
+    client: &ClientInfo,
+) -> Result<Vec<Uuid>, AppError> {
+    let mut ids = ids.to_vec();
+    ids.dedup();
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let admins = lock_admins(&txn).await?;
+    if !admins.is_empty() && admins.iter().all(|a| ids.contains(a)) {
+        return Err(AppError::bad_input("ids", "the last admin cannot be deleted"));
+    }
+    let existing: Vec<Uuid> = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .filter(user::Column::Id.is_in(ids.clone()))
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    let deleted: Vec<Uuid> = ids.into_iter().filter(|id| existing.contains(id)).collect();
+    user::Entity::delete_many()
+        .filter(user::Column::Id.is_in(deleted.clone()))
+        .exec(&txn)
+        .await?;
+    for id in &deleted {
+        let event = Event {
+            kind: Kind::UserDeleted,
+            actor: Some(admin.user_id),
+            subject: Some(*id),
+            client,
+            detail: None,
+        };
+        audit::record(&txn, now, event).await?;
+    }
+    txn.commit().await?;
+    Ok(deleted)
+}
+
+/// `grantRoles`: adds global roles; effective on the user's next request.
+pub async fn grant_roles(
+    state: &AppState,
+    admin: &Caller,
+    user_id: Uuid,
+    roles: &[String],
+    client: &ClientInfo,
+) -> Result<(user::Model, Vec<String>), AppError> {
+    let roles = check_global_roles(roles)?;
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let user = account::find(&txn, user_id).await?.ok_or(AppError::NotFound)?;
+    let names: Vec<&str> = roles.iter().map(String::as_str).collect();
+    account::grant(&txn, user_id, &names, now).await?;
+    let event = Event {
+        kind: Kind::RolesGranted,
+        actor: Some(admin.user_id),
+        subject: Some(user_id),
+        client,
+        detail: None,
+    }
+    .with_detail(serde_json::json!({ "roles": roles }));
+    audit::record(&txn, now, event).await?;
+    let held = session::roles_of(&txn, user_id).await?;
+    txn.commit().await?;
+    Ok((user, held))
+}
+
+/// `revokeRoles`: removes global roles. Every account keeps `user`; the last admin keeps `admin`.
+pub async fn revoke_roles(
+    state: &AppState,
+    admin: &Caller,
+    user_id: Uuid,
+    roles: &[String],
+    client: &ClientInfo,
+) -> Result<(user::Model, Vec<String>), AppError> {
+    let roles = check_global_roles(roles)?;
+    if roles.iter().any(|r| r == role::USER) {
+        return Err(AppError::bad_input("roles", "every account keeps the role user"));
+    }
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let user = account::find(&txn, user_id).await?.ok_or(AppError::NotFound)?;
+    if roles.iter().any(|r| r == role::ADMIN) && lock_admins(&txn).await? == [user_id] {
+        return Err(AppError::bad_input(
+            "roles",
+            "the last admin cannot lose the role admin",
+        ));
+    }
+    user_role::Entity::delete_many()
+        .filter(user_role::Column::UserId.eq(user_id))
+        .filter(user_role::Column::Role.is_in(roles.clone()))
+        .exec(&txn)
+        .await?;
+    let event = Event {
+        kind: Kind::RolesRevoked,
+        actor: Some(admin.user_id),
+        subject: Some(user_id),
+        client,
+        detail: None,
+    }
+    .with_detail(serde_json::json!({ "roles": roles }));
+    audit::record(&txn, now, event).await?;
+    let held = session::roles_of(&txn, user_id).await?;
+    txn.commit().await?;
+    Ok((user, held))
+}
+
+/// The ids of all admins, locked for the rest of the transaction so two admins removing
+/// each other at once cannot both succeed.
+async fn lock_admins(txn: &sea_orm::DatabaseTransaction) -> Result<Vec<Uuid>, AppError> {
+    let query = user_role::Entity::find()
+        .select_only()
+        .column(user_role::Column::UserId)
+        .filter(user_role::Column::Role.eq(role::ADMIN));
+    let query = match txn.get_database_backend() {
+        DatabaseBackend::Postgres => query.lock_exclusive(),
+        // SQLite has one writer: a write statement takes the lock for the whole transaction.
+        _ => {
+            user_role::Entity::update_many()
+                .col_expr(user_role::Column::Role, Expr::col(user_role::Column::Role).into())
+                .filter(user_role::Column::Role.eq(role::ADMIN))
+                .exec(txn)
+                .await?;
+            query
+        }
+    };
+    Ok(query.into_tuple().all(txn).await?)
+}

@@ -1,0 +1,114 @@
+//! Keyset pagination for Relay connections (API.md §5): opaque cursors over a stable order,
+//! `first` capped so one request cannot ask for the whole table.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+use crate::error::AppError;
+
+/// The largest page a client may ask for.
+pub const MAX_PAGE_SIZE: i32 = 100;
+/// Cursors carry a version so their format can change without misreading old ones.
+const CURSOR_PREFIX: &str = "v1:";
+
+pub struct PageRequest {
+    pub first: u64,
+    /// The sort key of the last item already seen, decoded from the `after` cursor.
+    pub after: Option<String>,
+}
+
+impl PageRequest {
+    pub fn new(first: i32, after: Option<&str>) -> Result<Self, AppError> {
+        if !(0..=MAX_PAGE_SIZE).contains(&first) {
+            return Err(AppError::bad_input(
+                "first",
+                format!("first must be between 0 and {MAX_PAGE_SIZE}"),
+            ));
+        }
+        let after = after.map(decode_cursor).transpose()?;
+        Ok(PageRequest {
+            first: first as u64,
+            after,
+        })
+    }
+
+    /// How many rows to fetch: one more than asked, to learn whether a next page exists.
+    pub fn fetch(&self) -> u64 {
+        self.first + 1
+    }
+}
+
+pub struct Page<T> {
+    /// Items with their cursors, in order.
+    pub items: Vec<(T, String)>,
+    pub has_next: bool,
+    pub total: u64,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `fetch()` rows, the key of each row giving its cursor.
+    pub fn from_rows(request: &PageRequest, mut rows: Vec<T>, total: u64, key: impl Fn(&T) -> String) -> Self {
+        let has_next = rows.len() as u64 > request.first;
+        rows.truncate(request.first as usize);
+        let items = rows
+            .into_iter()
+            .map(|row| {
+                let cursor = encode_cursor(&key(&row));
+                (row, cursor)
+            })
+            .collect();
+        Page { items, has_next, total }
+    }
+
+    pub fn end_cursor(&self) -> Option<String> {
+        self.items.last().map(|(_, cursor)| cursor.clone())
+    }
+}
+
+pub fn encode_cursor(key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{key}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<String, AppError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix(CURSOR_PREFIX).map(str::to_owned))
+        .ok_or_else(|| AppError::bad_input("after", "after is not a cursor from this connection"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_garbage() {
+        let request = PageRequest::new(2, Some(&encode_cursor("alice"))).unwrap();
+        assert_eq!(request.after.as_deref(), Some("alice"));
+        assert!(PageRequest::new(2, Some("bm9wZQ")).is_err());
+        assert!(PageRequest::new(2, Some("%%%")).is_err());
+    }
+
+    #[test]
+    fn first_is_capped() {
+        assert!(PageRequest::new(100, None).is_ok());
+        assert!(matches!(
+            PageRequest::new(101, None),
+            Err(AppError::BadUserInput { field: "first", .. })
+        ));
+        assert!(matches!(
+            PageRequest::new(-1, None),
+            Err(AppError::BadUserInput { field: "first", .. })
+        ));
+    }
+
+    #[test]
+    fn one_extra_row_means_a_next_page() {
+        let request = PageRequest::new(2, None).unwrap();
+        let page = Page::from_rows(&request, vec!["a", "b", "c"], 3, |s| s.to_string());
+        assert!(page.has_next);
+        assert_eq!(page.items.len(), 2);
+        assert_eq!(page.end_cursor(), Some(encode_cursor("b")));
+    }
+}

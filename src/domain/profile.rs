@@ -1,0 +1,181 @@
+//! `updateProfile`: each field validated and named in its error; email uniqueness is the
+//! database's. The audit event lists which fields changed, never their values.
+
+use std::str::FromStr;
+
+use entity::user;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+use uuid::Uuid;
+
+use crate::client::ClientInfo;
+use crate::domain::account::{self, USER_UNIQUE_FIELDS};
+use crate::domain::audit::{self, Event, Kind};
+use crate::error::{on_unique, AppError};
+use crate::state::AppState;
+
+/// `settings` is a client's blob, not a document store.
+pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;
+const MAX_THEME_CHARS: usize = 32;
+
+/// What to do with one profile field.
+#[derive(Clone, Debug, Default)]
+pub enum Change<T> {
+    #[default]
+    Keep,
+    Clear,
+    Set(T),
+}
+
+#[derive(Default)]
+pub struct ProfileChanges {
+    pub name: Change<String>,
+    pub email: Change<String>,
+    pub time_zone: Change<String>,
+    pub language: Change<String>,
+    pub theme: Change<String>,
+    pub settings: Change<serde_json::Value>,
+}
+
+fn check_time_zone(zone: &str) -> Result<(), AppError> {
+    chrono_tz::Tz::from_str(zone)
+        .map(|_| ())
+        .map_err(|_| AppError::bad_input("timeZone", "timeZone must be an IANA time zone such as Europe/Paris"))
+}
+
+fn check_language(tag: &str) -> Result<(), AppError> {
+    match language_tags::LanguageTag::parse(tag) {
+        Ok(parsed) if parsed.is_valid() => Ok(()),
+        _ => Err(AppError::bad_input(
+            "language",
+            "language must be a BCP 47 tag such as en or pt-BR",
+        )),
+    }
+}
+
+fn check_theme(theme: &str) -> Result<(), AppError> {
+    let valid = !theme.is_empty()
+        && theme.len() <= MAX_THEME_CHARS
+        && theme
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if !valid {
+        return Err(AppError::bad_input(
+            "theme",
+            "theme must be 1 to 32 characters of A-Z, a-z, 0-9, '-', '_'",
+        ));
+    }
+    Ok(())
+}
+
+fn check_settings(settings: &serde_json::Value) -> Result<(), AppError> {
+    let size = serde_json::to_vec(settings).map_err(anyhow::Error::from)?.len();
+    if size > MAX_SETTINGS_BYTES {
+        return Err(AppError::bad_input(
+            "settings",
+            "settings must be at most 16 KiB of JSON",
+        ));
+    }
+    Ok(())
+}
+
+/// `None` to keep a field, `Some(None)` to clear it, `Some(Some(v))` to set a checked value.
+fn decide<T>(change: Change<T>, check: impl Fn(&T) -> Result<(), AppError>) -> Result<Option<Option<T>>, AppError> {
+    match change {
+        Change::Keep => Ok(None),
+        Change::Clear => Ok(Some(None)),
+        Change::Set(value) => {
+            check(&value)?;
+            Ok(Some(Some(value)))
+        }
+    }
+}
+
+/// Applies `changes` to the user's profile and records which fields changed.
+pub async fn update(
+    state: &AppState,
+    user_id: Uuid,
+    changes: ProfileChanges,
+    client: &ClientInfo,
+) -> Result<user::Model, AppError> {
+    let user = account::find(&state.db, user_id)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    let mut row: user::ActiveModel = user.into();
+    let mut changed: Vec<&str> = Vec::new();
+    if let Some(name) = decide(changes.name, |n| account::check_name(n))? {
+        row.name = Set(name);
+        changed.push("name");
+    }
+    if let Some(email) = decide(changes.email, |e| account::check_email(e.trim()))? {
+        let email = email.map(|e| e.trim().to_owned());
+        row.email_key = Set(email.as_ref().map(|e| e.to_lowercase()));
+        row.email = Set(email);
+        changed.push("email");
+    }
+    if let Some(zone) = decide(changes.time_zone, |z| check_time_zone(z))? {
+        row.time_zone = Set(zone);
+        changed.push("timeZone");
+    }
+    if let Some(language) = decide(changes.language, |l| check_language(l))? {
+        row.language = Set(language);
+        changed.push("language");
+    }
+    if let Some(theme) = decide(changes.theme, |t| check_theme(t))? {
+        row.theme = Set(theme);
+        changed.push("theme");
+    }
+    if let Some(settings) = decide(changes.settings, check_settings)? {
+        row.settings = Set(settings);
+        changed.push("settings");
+    }
+
+    let now = state.clock.now();
+    row.updated_at = Set(now);
+    let txn = state.db.begin().await?;
+    let user = row.update(&txn).await.map_err(on_unique(USER_UNIQUE_FIELDS))?;
+    let event = Event::own(Kind::ProfileUpdated, user_id, client).with_detail(serde_json::json!({ "fields": changed }));
+    audit::record(&txn, now, event).await?;
+    txn.commit().await?;
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(result: Result<(), AppError>) -> &'static str {
+        match result {
+            Err(AppError::BadUserInput { field, .. }) => field,
+            other => panic!("expected BadUserInput, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn time_zones_are_iana_names() {
+        assert!(check_time_zone("Europe/Paris").is_ok());
+        assert!(check_time_zone("America/Argentina/Buenos_Aires").is_ok());
+        assert_eq!(field(check_time_zone("Mars/Olympus")), "timeZone");
+    }
+
+    #[test]
+    fn languages_are_bcp47_tags() {
+        for good in ["en", "pt-BR", "zh-Hant-TW", "de-CH-1996"] {
+            assert!(check_language(good).is_ok(), "{good}");
+        }
+        for bad in ["", "english!", "e", "en--US"] {
+            assert_eq!(field(check_language(bad)), "language", "{bad}");
+        }
+    }
+
+    #[test]
+    fn themes_and_settings_are_bounded() {
+        assert!(check_theme("solarized-dark").is_ok());
+        assert_eq!(field(check_theme("")), "theme");
+        assert_eq!(field(check_theme(&"x".repeat(33))), "theme");
+        assert!(check_settings(&serde_json::json!({ "a": "x".repeat(16_000) })).is_ok());
+        assert_eq!(
+            field(check_settings(&serde_json::json!({ "a": "x".repeat(16_400) }))),
+            "settings"
+        );
+    }
+}

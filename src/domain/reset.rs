@@ -1,0 +1,125 @@
+//! Password reset by mail: a single-use token valid 30 minutes, stored only as its SHA-256;
+//! a newer request voids older tokens. Requests answer at once whatever happens, so neither
+//! the answer nor its timing tells whether an account exists.
+
+use chrono::Duration;
+use entity::{password_reset, user};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use uuid::Uuid;
+
+use crate::auth::password::check_new_password;
+use crate::auth::token::{new_session_secret, secret_hash};
+use crate::client::ClientInfo;
+use crate::domain::account::{self, SignedIn};
+use crate::domain::audit::{self, Event, Kind};
+use crate::error::AppError;
+use crate::mail::Mail;
+use crate::state::AppState;
+
+/// How long a reset link works.
+const RESET_TOKEN_MINUTES: i64 = 30;
+
+/// Starts a reset in the background and returns at once (API.md §5: always `true`).
+pub fn request_in_background(state: AppState, username: Option<String>, email: Option<String>, client: ClientInfo) {
+    tokio::spawn(async move {
+        if let Err(e) = request(&state, username, email, &client).await {
+            tracing::error!(error = ?e, "password reset request failed");
+        }
+    });
+}
+
+/// Finds the account (username wins over email), stores a fresh token, voids older ones and
+/// mails the link. No account, or no address to mail: nothing happens.
+pub async fn request(
+    state: &AppState,
+    username: Option<String>,
+    email: Option<String>,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let user = match (username, email) {
+        (Some(username), _) => account::find_by_username(&state.db, &username).await?,
+        (None, Some(email)) => account::find_by_email(&state.db, &email).await?,
+        (None, None) => None,
+    };
+    let Some(user) = user else { return Ok(()) };
+    if state.mailer.needs_address() && user.email.is_none() {
+        return Ok(());
+    }
+    let (token, token_hash) = new_session_secret();
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    password_reset::Entity::delete_many()
+        .filter(password_reset::Column::UserId.eq(user.id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?;
+    let row = password_reset::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        user_id: Set(user.id),
+        token_hash: Set(token_hash),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::minutes(RESET_TOKEN_MINUTES)),
+        used_at: Set(None),
+    };
+    password_reset::Entity::insert(row).exec_without_returning(&txn).await?;
+    let event = Event {
+        kind: Kind::PasswordResetRequested,
+        actor: None,
+        subject: Some(user.id),
+        client,
+        detail: None,
+    };
+    audit::record(&txn, now, event).await?;
+    txn.commit().await?;
+    state.mailer.send(reset_mail(state, &user, &token)).await?;
+    Ok(())
+}
+
+fn reset_mail(state: &AppState, user: &user::Model, token: &str) -> Mail {
+    let link = state.config.reset_url_template.replace("{token}", token);
+    Mail {
+        to: user.email.clone().unwrap_or_else(|| user.username.clone()),
+        subject: "Reset your password".into(),
+        body: format!(
+            "Hello {},\n\nSomeone asked to reset the password of your account. To choose a new one, open\n\n{link}\n\nThe link works once, within {RESET_TOKEN_MINUTES} minutes. If you did not ask, ignore this mail.\n",
+            user.username
+        ),
+    }
+}
+
+/// Sets a new password with a mailed token: the token is consumed, every session closes and a
+/// new one opens, all in one transaction.
+pub async fn reset(
+    state: &AppState,
+    token: &str,
+    new_password: &str,
+    client: &ClientInfo,
+) -> Result<SignedIn, AppError> {
+    let invalid = || AppError::bad_input("token", "reset token is invalid, used or expired");
+    let now = state.clock.now();
+    let pending = password_reset::Entity::find()
+        .filter(password_reset::Column::TokenHash.eq(secret_hash(token)))
+        .one(&state.db)
+        .await?
+        .filter(|r| r.used_at.is_none() && r.expires_at > now)
+        .ok_or_else(invalid)?;
+    let user = account::find(&state.db, pending.user_id).await?.ok_or_else(invalid)?;
+    check_new_password("newPassword", &user.username, new_password)?;
+    let password_hash = state.passwords.hash(new_password).await?;
+
+    let txn = state.db.begin().await?;
+    // Consuming the token is the first write: of two racing uses, one finds it used.
+    let consumed = password_reset::Entity::update_many()
+        .col_expr(password_reset::Column::UsedAt, Expr::value(now))
+        .filter(password_reset::Column::Id.eq(pending.id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(&txn)
+        .await?;
+    if consumed.rows_affected != 1 {
+        return Err(invalid());
+    }
+    let signed_in = account::replace_password(state, &txn, user, password_hash, client, Kind::PasswordReset).await?;
+    txn.commit().await?;
+    Ok(signed_in)
+}
