@@ -8,6 +8,8 @@ use crate::error::AppError;
 
 /// The largest page a client may ask for.
 pub const MAX_PAGE_SIZE: i32 = 100;
+/// The page size when a client does not say (API.md §5: `first: Int = 20`).
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
 /// Cursors carry a version so their format can change without misreading old ones.
 const CURSOR_PREFIX: &str = "v1:";
 
@@ -18,7 +20,9 @@ pub struct PageRequest {
 }
 
 impl PageRequest {
-    pub fn new(first: i32, after: Option<&str>) -> Result<Self, AppError> {
+    /// `first: null` means the default page size.
+    pub fn new(first: Option<i32>, after: Option<&str>) -> Result<Self, AppError> {
+        let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
         if !(0..=MAX_PAGE_SIZE).contains(&first) {
             return Err(AppError::bad_input(
                 "first",
@@ -84,28 +88,28 @@ mod tests {
 
     #[test]
     fn cursors_round_trip_and_reject_garbage() {
-        let request = PageRequest::new(2, Some(&encode_cursor("alice"))).unwrap();
+        let request = PageRequest::new(Some(2), Some(&encode_cursor("alice"))).unwrap();
         assert_eq!(request.after.as_deref(), Some("alice"));
-        assert!(PageRequest::new(2, Some("bm9wZQ")).is_err());
-        assert!(PageRequest::new(2, Some("%%%")).is_err());
+        assert!(PageRequest::new(Some(2), Some("bm9wZQ")).is_err());
+        assert!(PageRequest::new(Some(2), Some("%%%")).is_err());
     }
 
     #[test]
     fn first_is_capped() {
-        assert!(PageRequest::new(100, None).is_ok());
+        assert!(PageRequest::new(Some(100), None).is_ok());
         assert!(matches!(
-            PageRequest::new(101, None),
+            PageRequest::new(Some(101), None),
             Err(AppError::BadUserInput { field: "first", .. })
         ));
         assert!(matches!(
-            PageRequest::new(-1, None),
+            PageRequest::new(Some(-1), None),
             Err(AppError::BadUserInput { field: "first", .. })
         ));
     }
 
     #[test]
     fn one_extra_row_means_a_next_page() {
-        let request = PageRequest::new(2, None).unwrap();
+        let request = PageRequest::new(Some(2), None).unwrap();
         let page = Page::from_rows(&request, vec!["a", "b", "c"], 3, |s| s.to_string());
         assert!(page.has_next);
         assert_eq!(page.items.len(), 2);

@@ -21,7 +21,7 @@ impl AdminQuery {
     async fn users(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "Page size, at most 100.")] first: i32,
+        #[graphql(default = 20, desc = "Page size, at most 100.")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
         #[graphql(desc = "Part of a username or e-mail address, any case.")] search: Option<String>,
     ) -> Result<UserConnection> {
@@ -35,7 +35,7 @@ impl AdminQuery {
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
-        #[graphql(default = 20, desc = "Page size, at most 100.")] first: i32,
+        #[graphql(default = 20, desc = "Page size, at most 100.")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
         #[graphql(desc = "Only events whose actor or subject is this user.")] user_id: Option<Uuid>,
     ) -> Result<AuditEventConnection> {

@@ -3,9 +3,14 @@
 
 mod common;
 
+mod admin;
+mod audit;
 mod auth_tokens;
 mod cli;
 mod http_surface;
 mod login;
+mod profile;
+mod reset;
 mod sessions;
 mod signup;
+mod smtp;

@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 
+use gatehouse::mail::Mailer;
 use gatehouse::{app, AppState, Config};
 use reqwest::header::HeaderMap;
 use sea_orm::{ConnectionTrait, Database};
@@ -14,6 +15,7 @@ use tokio::sync::oneshot;
 
 /// A strong password that passes every rule.
 pub const PASSWORD: &str = "correct horse battery staple";
+pub const ADMIN_PASSWORD: &str = "admin password for tests";
 
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -33,7 +35,13 @@ enum Cleanup {
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
         let (config, cleanup) = isolate_database(config).await;
-        Self::start_on(config, cleanup).await
+        Self::start_on(config, cleanup, None).await
+    }
+
+    /// A server whose mails land in an in-memory outbox (`server.state.mailer.sent()`).
+    pub async fn start_with_outbox(config: Config) -> TestServer {
+        let (config, cleanup) = isolate_database(config).await;
+        Self::start_on(config, cleanup, Some(Mailer::outbox())).await
     }
 
     /// Another server on the same database as `self` (restarts, several instances).
@@ -42,13 +50,16 @@ impl TestServer {
             database_url: self.state.config.database_url.clone(),
             ..config
         };
-        Self::start_on(config, Cleanup::Shared).await
+        Self::start_on(config, Cleanup::Shared, None).await
     }
 
-    async fn start_on(config: Config, cleanup: Cleanup) -> TestServer {
+    async fn start_on(config: Config, cleanup: Cleanup, mailer: Option<Mailer>) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let state = AppState::connect(config).await.expect("start gatehouse");
+        let mut state = AppState::connect(config).await.expect("start gatehouse");
+        if let Some(mailer) = mailer {
+            state.mailer = mailer;
+        }
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::serve(listener, state.clone(), async {
             let _ = rx.await;
@@ -102,6 +113,27 @@ impl TestServer {
             .await;
         let payload = reply.data("signup");
         (str_at(&payload, "/token"), str_at(&payload, "/user/id"), username)
+    }
+
+    /// Starts a server with an admin account and returns it with the admin's token.
+    pub async fn start_with_admin(config: Config) -> (TestServer, String) {
+        let name = unique("admin");
+        let config = Config {
+            admin_username: Some(name.clone()),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            ..config
+        };
+        let server = TestServer::start_with_outbox(config).await;
+        let login = server
+            .gql(
+                None,
+                "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { token } }",
+                json!({ "u": name, "p": ADMIN_PASSWORD }),
+            )
+            .await
+            .data("login");
+        let token = str_at(&login, "/token");
+        (server, token)
     }
 
     /// Stops the server, letting in-flight requests finish.
