@@ -6,5 +6,7 @@ pub mod password_reset;
 pub mod prelude;
 pub mod server_setting;
 pub mod session;
+pub mod site;
+pub mod site_member;
 pub mod user;
 pub mod user_role;

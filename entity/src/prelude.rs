@@ -4,5 +4,7 @@ pub use super::audit_event::Entity as AuditEvent;
 pub use super::password_reset::Entity as PasswordReset;
 pub use super::server_setting::Entity as ServerSetting;
 pub use super::session::Entity as Session;
+pub use super::site::Entity as Site;
+pub use super::site_member::Entity as SiteMember;
 pub use super::user::Entity as User;
 pub use super::user_role::Entity as UserRole;

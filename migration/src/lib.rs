@@ -4,6 +4,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261130_000001_create_core_tables;
 mod m20261130_000002_create_audit_and_resets;
+mod m20261130_000003_create_sites;
 
 pub struct Migrator;
 
@@ -13,6 +14,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261130_000001_create_core_tables::Migration),
             Box::new(m20261130_000002_create_audit_and_resets::Migration),
+            Box::new(m20261130_000003_create_sites::Migration),
         ]
     }
 }

@@ -5,6 +5,8 @@ use async_graphql::{Context, Guard, Result};
 use uuid::Uuid;
 
 use crate::auth::identity::Identity;
+use crate::domain::role;
+use crate::domain::site::{self, SiteRole};
 use crate::error::AppError;
 
 /// The request's identity; a schema executed without one is treated as anonymous.
@@ -19,11 +21,11 @@ pub struct RequireRole {
 
 impl RequireRole {
     pub fn user() -> Self {
-        RequireRole { role: "user" }
+        RequireRole { role: role::USER }
     }
 
     pub fn admin() -> Self {
-        RequireRole { role: "admin" }
+        RequireRole { role: role::ADMIN }
     }
 }
 
@@ -65,8 +67,50 @@ impl Guard for SelfOrAdmin {
         }
         match identity(ctx).caller() {
             None => Err(AppError::Unauthenticated.into()),
-            Some(caller) if caller.user_id == self.user_id || caller.has_role("admin") => Ok(()),
+            Some(caller) if caller.user_id == self.user_id || caller.has_role(role::ADMIN) => Ok(()),
             Some(_) => Err(AppError::Forbidden.into()),
+        }
+    }
+}
+
+/// The caller must hold at least `min` on the site (or be a global admin, when allowed).
+/// A caller with no role on the site learns nothing about it: `NotFound`.
+pub struct SiteRoleAtLeast {
+    site_id: Uuid,
+    min: SiteRole,
+    global_admin: bool,
+}
+
+impl SiteRoleAtLeast {
+    pub fn new(site_id: Uuid, min: SiteRole) -> Self {
+        SiteRoleAtLeast {
+            site_id,
+            min,
+            global_admin: false,
+        }
+    }
+
+    pub fn or_global_admin(self) -> Self {
+        SiteRoleAtLeast {
+            global_admin: true,
+            ..self
+        }
+    }
+}
+
+impl Guard for SiteRoleAtLeast {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let Some(caller) = identity(ctx).caller() else {
+            return Err(AppError::Unauthenticated.into());
+        };
+        if self.global_admin && caller.has_role(role::ADMIN) {
+            return Ok(());
+        }
+        match site::role_on(caller, self.site_id) {
+            Some(held) if held >= self.min => Ok(()),
+            Some(_) => Err(AppError::Forbidden.into()),
+            None if caller.has_role(role::ADMIN) => Err(AppError::Forbidden.into()),
+            None => Err(AppError::NotFound.into()),
         }
     }
 }

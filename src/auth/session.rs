@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use entity::{session, user_role};
+use entity::{session, site_member, user_role};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
@@ -92,16 +92,31 @@ pub async fn authenticate(state: &AppState, claims: &Claims) -> Result<Caller, A
     })
 }
 
-/// The global roles of a user, sorted.
+/// Every role of a user, sorted: global roles, then site roles as `<siteId>:<role>`.
 pub async fn roles_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<String>, AppError> {
-    Ok(user_role::Entity::find()
+    let mut roles: Vec<String> = user_role::Entity::find()
         .select_only()
         .column(user_role::Column::Role)
         .filter(user_role::Column::UserId.eq(user_id))
         .order_by_asc(user_role::Column::Role)
-        .into_tuple::<String>()
+        .into_tuple()
         .all(conn)
-        .await?)
+        .await?;
+    let memberships: Vec<(Uuid, String)> = site_member::Entity::find()
+        .select_only()
+        .column(site_member::Column::SiteId)
+        .column(site_member::Column::Role)
+        .filter(site_member::Column::UserId.eq(user_id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut site_roles: Vec<String> = memberships
+        .into_iter()
+        .map(|(site, role)| format!("{site}:{role}"))
+        .collect();
+    site_roles.sort();
+    roles.extend(site_roles);
+    Ok(roles)
 }
 
 /// Last-seen times noted on the read path and written in batches, so checking a token

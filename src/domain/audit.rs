@@ -30,6 +30,9 @@ pub enum Kind {
     UserDeleted,
     RolesGranted,
     RolesRevoked,
+    SiteCreated,
+    SiteDeleted,
+    SiteRoleChanged,
 }
 
 impl Kind {
@@ -50,6 +53,9 @@ impl Kind {
             Kind::UserDeleted => "user_deleted",
             Kind::RolesGranted => "roles_granted",
             Kind::RolesRevoked => "roles_revoked",
+            Kind::SiteCreated => "site_created",
+            Kind::SiteDeleted => "site_deleted",
+            Kind::SiteRoleChanged => "site_role_changed",
         }
     }
 }

@@ -10,3 +10,4 @@ pub mod reset;
 pub mod role;
 pub mod session;
 pub mod setting;
+pub mod site;

@@ -4,6 +4,7 @@
 use async_graphql::SimpleObject;
 
 use crate::domain::page::Page;
+use crate::graphql::site::Site;
 use crate::graphql::types::{AuditEvent, User};
 
 /// Where a page ends and whether another follows.
@@ -63,5 +64,6 @@ macro_rules! connection {
     };
 }
 
+connection!(SiteConnection, SiteEdge, Site, "sites");
 connection!(UserConnection, UserEdge, User, "users");
 connection!(AuditEventConnection, AuditEventEdge, AuditEvent, "audit events");

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::Loader;
-use entity::user;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use async_graphql::dataloader::{DataLoader, Loader};
+use entity::{site, site_member, user};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -24,4 +24,78 @@ impl Loader<Uuid> for UserById {
         let rows = rows.map_err(AppError::from)?;
         Ok(rows.into_iter().map(|row| (row.id, row)).collect())
     }
+}
+
+pub struct SiteById(pub DatabaseConnection);
+
+impl Loader<Uuid> for SiteById {
+    type Value = site::Model;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = site::Entity::find()
+            .filter(site::Column::Id.is_in(keys.to_vec()))
+            .all(&self.0)
+            .await;
+        Ok(rows
+            .map_err(AppError::from)?
+            .into_iter()
+            .map(|row| (row.id, row))
+            .collect())
+    }
+}
+
+/// The members of each site, in the order they joined.
+pub struct MembershipsBySite(pub DatabaseConnection);
+
+impl Loader<Uuid> for MembershipsBySite {
+    type Value = Vec<site_member::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = site_member::Entity::find()
+            .filter(site_member::Column::SiteId.is_in(keys.to_vec()))
+            .order_by_asc(site_member::Column::JoinedAt)
+            .order_by_asc(site_member::Column::UserId)
+            .all(&self.0)
+            .await
+            .map_err(AppError::from)?;
+        Ok(group(rows, |row| row.site_id))
+    }
+}
+
+/// The memberships of each user, in the order they joined.
+pub struct MembershipsByUser(pub DatabaseConnection);
+
+impl Loader<Uuid> for MembershipsByUser {
+    type Value = Vec<site_member::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = site_member::Entity::find()
+            .filter(site_member::Column::UserId.is_in(keys.to_vec()))
+            .order_by_asc(site_member::Column::JoinedAt)
+            .order_by_asc(site_member::Column::SiteId)
+            .all(&self.0)
+            .await
+            .map_err(AppError::from)?;
+        Ok(group(rows, |row| row.user_id))
+    }
+}
+
+fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+    let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
+    for row in rows {
+        groups.entry(key(&row)).or_default().push(row);
+    }
+    groups
+}
+
+/// Adds every loader to a request: fresh ones, so nothing cached outlives it.
+pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async_graphql::Request {
+    request
+        .data(DataLoader::new(UserById(db.clone()), tokio::spawn))
+        .data(DataLoader::new(SiteById(db.clone()), tokio::spawn))
+        .data(DataLoader::new(MembershipsBySite(db.clone()), tokio::spawn))
+        .data(DataLoader::new(MembershipsByUser(db.clone()), tokio::spawn))
 }

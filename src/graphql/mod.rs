@@ -7,6 +7,7 @@ pub mod connection;
 pub mod limits;
 pub mod loaders;
 mod session;
+pub mod site;
 pub mod types;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, ServerError};
@@ -19,10 +20,20 @@ use crate::error::AppError;
 use crate::state::AppState;
 
 #[derive(MergedObject, Default)]
-pub struct Query(account::AccountQuery, session::SessionQuery, admin::AdminQuery);
+pub struct Query(
+    account::AccountQuery,
+    session::SessionQuery,
+    site::SiteQuery,
+    admin::AdminQuery,
+);
 
 #[derive(MergedObject, Default)]
-pub struct Mutation(account::AccountMutation, session::SessionMutation, admin::AdminMutation);
+pub struct Mutation(
+    account::AccountMutation,
+    session::SessionMutation,
+    site::SiteMutation,
+    admin::AdminMutation,
+);
 
 pub type GatehouseSchema = Schema<Query, Mutation, EmptySubscription>;
 

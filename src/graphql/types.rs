@@ -10,7 +10,9 @@ use uuid::Uuid;
 use crate::auth::guard::SelfOrAdmin;
 use crate::auth::session::{self as auth_session, IssuedSession};
 use crate::domain::account::SignedIn;
-use crate::graphql::loaders::UserById;
+use crate::domain::{role, site};
+use crate::graphql::loaders::{MembershipsByUser, UserById};
+use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;
 
 /// An account.
@@ -91,6 +93,23 @@ impl User {
     /// When the password was last set.
     async fn password_changed_at(&self) -> Option<DateTime<Utc>> {
         self.row.password_changed_at
+    }
+
+    /// The user's roles on sites: all of them for the user themself and admins, otherwise
+    /// those on sites the caller holds a role on too.
+    async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
+        let memberships = ctx
+            .data_unchecked::<DataLoader<MembershipsByUser>>()
+            .load_one(self.row.id)
+            .await?;
+        let caller = ctx.identity().caller();
+        let sees_all = self.signing_in || caller.is_some_and(|c| c.user_id == self.row.id || c.has_role(role::ADMIN));
+        Ok(memberships
+            .unwrap_or_default()
+            .into_iter()
+            .map(SiteMembership::new)
+            .filter(|m| sees_all || caller.is_some_and(|c| site::can_see(c, m.site_id())))
+            .collect())
     }
 }
 

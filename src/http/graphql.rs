@@ -3,7 +3,6 @@
 
 use std::net::SocketAddr;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use axum::body::{Body, Bytes};
@@ -17,7 +16,7 @@ use crate::auth::identity::{self, Rejection, TokenSource};
 use crate::client::ClientInfo;
 use crate::error::error_body;
 use crate::graphql::limits::{self, Limits};
-use crate::graphql::loaders::UserById;
+use crate::graphql::loaders;
 use crate::graphql::{finish_errors, Outcome};
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -206,8 +205,7 @@ async fn execute(
     }
 
     let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
-    let users = DataLoader::new(UserById(state.db.clone()), tokio::spawn);
-    let request = request.data(state.clone()).data(identity).data(client).data(users);
+    let request = loaders::attach(request.data(state.clone()).data(identity).data(client), &state.db);
     let mut response = http.schema.execute(request).await;
     let status = match finish_errors(&mut response) {
         Outcome::Invalid => format.request_error_status(),

@@ -1,0 +1,383 @@
+//! Sites (API.md §5): multi-tenant workspaces with one role per member (`admin`, `manager`,
+//! `user`), invitation codes, and the rule that a site never loses its last admin. Who may
+//! call what is decided by the field guards; this module keeps the data rules.
+
+use chrono::{DateTime, Utc};
+use entity::{site, site_member, user};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryInsertResult,
+};
+use uuid::Uuid;
+
+use crate::auth::session::Caller;
+use crate::client::ClientInfo;
+use crate::domain::audit::{self, Event, Kind};
+use crate::domain::page::{Page, PageRequest};
+use crate::domain::profile::Change;
+use crate::domain::role;
+use crate::error::{on_unique, AppError};
+use crate::state::AppState;
+
+const MAX_SITE_NAME_CHARS: usize = 200;
+const MAX_DESCRIPTION_CHARS: usize = 2000;
+/// Invitation codes carry 128 bits from the OS CSPRNG (API.md §3 asks for at least 64).
+const CODE_BYTES: usize = 16;
+
+/// A role on a site, ordered: `User < Manager < Admin`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SiteRole {
+    User,
+    Manager,
+    Admin,
+}
+
+impl SiteRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SiteRole::User => "user",
+            SiteRole::Manager => "manager",
+            SiteRole::Admin => "admin",
+        }
+    }
+
+    pub fn parse(role: &str) -> Option<Self> {
+        match role {
+            "user" => Some(SiteRole::User),
+            "manager" => Some(SiteRole::Manager),
+            "admin" => Some(SiteRole::Admin),
+            _ => None,
+        }
+    }
+
+    /// The role as it appears in `User.roles`: `<siteId>:<role>`.
+    pub fn qualified(self, site_id: Uuid) -> String {
+        format!("{site_id}:{}", self.as_str())
+    }
+}
+
+/// The caller's role on a site, read from the roles loaded for this request.
+pub fn role_on(caller: &Caller, site_id: Uuid) -> Option<SiteRole> {
+    let prefix = format!("{site_id}:");
+    caller
+        .roles
+        .iter()
+        .filter_map(|r| r.strip_prefix(&prefix))
+        .filter_map(SiteRole::parse)
+        .max()
+}
+
+/// Whether the caller may see the site at all: a role on it, or global admin.
+pub fn can_see(caller: &Caller, site_id: Uuid) -> bool {
+    caller.has_role(role::ADMIN) || role_on(caller, site_id).is_some()
+}
+
+fn check_name(name: &str) -> Result<String, AppError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_SITE_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(AppError::bad_input(
+            "name",
+            "name must be 1 to 200 printable characters",
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_description(description: &str) -> Result<(), AppError> {
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(AppError::bad_input(
+            "description",
+            "description must be at most 2000 characters",
+        ));
+    }
+    Ok(())
+}
+
+fn new_code() -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+    let mut bytes = [0u8; CODE_BYTES];
+    rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// Sites in creation order: those the caller holds a role on, or all of them for an admin.
+pub async fn list(state: &AppState, caller: &Caller, request: &PageRequest) -> Result<Page<site::Model>, AppError> {
+    let mut filter = Condition::all();
+    if !caller.has_role(role::ADMIN) {
+        let mine = site_member::Entity::find()
+            .select_only()
+            .column(site_member::Column::SiteId)
+            .filter(site_member::Column::UserId.eq(caller.user_id))
+            .into_query();
+        filter = filter.add(site::Column::Id.in_subquery(mine));
+    }
+    let total = site::Entity::find().filter(filter.clone()).count(&state.db).await?;
+    let mut query = site::Entity::find().filter(filter);
+    if let Some(after) = &request.after {
+        let (at, id) = parse_key(after)?;
+        query = query.filter(
+            Condition::any().add(site::Column::CreatedAt.gt(at)).add(
+                Condition::all()
+                    .add(site::Column::CreatedAt.eq(at))
+                    .add(site::Column::Id.gt(id)),
+            ),
+        );
+    }
+    let rows = query
+        .order_by_asc(site::Column::CreatedAt)
+        .order_by_asc(site::Column::Id)
+        .limit(request.fetch())
+        .all(&state.db)
+        .await?;
+    Ok(Page::from_rows(request, rows, total, |row| {
+        format!("{}|{}", row.created_at.to_rfc3339(), row.id)
+    }))
+}
+
+fn parse_key(key: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    let bad = || AppError::bad_input("after", "after is not a cursor from this connection");
+    let (at, id) = key.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+pub async fn find(conn: &impl ConnectionTrait, site_id: Uuid) -> Result<Option<site::Model>, AppError> {
+    Ok(site::Entity::find_by_id(site_id).one(conn).await?)
+}
+
+pub async fn find_by_code(state: &AppState, code: &str) -> Result<Option<site::Model>, AppError> {
+    Ok(site::Entity::find()
+        .filter(site::Column::Code.eq(code.trim()))
+        .one(&state.db)
+        .await?)
+}
+
+/// `createSite`: the site and the caller's admin membership, in one transaction.
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    description: Option<String>,
+    client: &ClientInfo,
+) -> Result<site::Model, AppError> {
+    let name = check_name(name)?;
+    if let Some(description) = &description {
+        check_description(description)?;
+    }
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let row = site::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        name: Set(name),
+        description: Set(description),
+        code: Set(new_code()),
+        created_by: Set(Some(caller.user_id)),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let site = site::Entity::insert(row)
+        .exec_with_returning(&txn)
+        .await
+        .map_err(on_unique(&["code"]))?;
+    put_member(&txn, site.id, caller.user_id, SiteRole::Admin, now).await?;
+    let event = Event::own(Kind::SiteCreated, caller.user_id, client);
+    audit::record(
+        &txn,
+        now,
+        Event {
+            subject: Some(site.id),
+            ..event
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(site)
+}
+
+/// `updateSite`: name and description.
+pub async fn update(
+    state: &AppState,
+    site_id: Uuid,
+    name: Option<String>,
+    description: Change<String>,
+) -> Result<site::Model, AppError> {
+    let site = find(&state.db, site_id).await?.ok_or(AppError::NotFound)?;
+    let mut row: site::ActiveModel = site.into();
+    if let Some(name) = name {
+        row.name = Set(check_name(&name)?);
+    }
+    match description {
+        Change::Keep => {}
+        Change::Clear => row.description = Set(None),
+        Change::Set(description) => {
+            check_description(&description)?;
+            row.description = Set(Some(description));
+        }
+    }
+    row.updated_at = Set(state.clock.now());
+    Ok(row.update(&state.db).await?)
+}
+
+/// `deleteSite`: the site and every membership (foreign keys cascade).
+pub async fn delete(state: &AppState, caller: &Caller, site_id: Uuid, client: &ClientInfo) -> Result<(), AppError> {
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let deleted = site::Entity::delete_by_id(site_id).exec(&txn).await?;
+    if deleted.rows_affected == 0 {
+        return Err(AppError::NotFound);
+    }
+    let event = Event::own(Kind::SiteDeleted, caller.user_id, client);
+    audit::record(
+        &txn,
+        now,
+        Event {
+            subject: Some(site_id),
+            ..event
+        },
+    )
+    .await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+/// `generateSiteCode`: a fresh code; the old one stops working at once.
+pub async fn regenerate_code(state: &AppState, site_id: Uuid) -> Result<String, AppError> {
+    let code = new_code();
+    let updated = site::Entity::update_many()
+        .col_expr(site::Column::Code, Expr::value(code.clone()))
+        .col_expr(site::Column::UpdatedAt, Expr::value(state.clock.now()))
+        .filter(site::Column::Id.eq(site_id))
+        .exec(&state.db)
+        .await
+        .map_err(on_unique(&["code"]))?;
+    if updated.rows_affected == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(code)
+}
+
+/// `joinSite`: grants `user` on the site with this code; a member keeps the role they have.
+pub async fn join(state: &AppState, caller: &Caller, code: &str, client: &ClientInfo) -> Result<site::Model, AppError> {
+    let site = find_by_code(state, code).await?.ok_or(AppError::NotFound)?;
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    let row = site_member::ActiveModel {
+        site_id: Set(site.id),
+        user_id: Set(caller.user_id),
+        role: Set(SiteRole::User.as_str().to_owned()),
+        joined_at: Set(now),
+    };
+    let inserted = site_member::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([site_member::Column::SiteId, site_member::Column::UserId])
+                .do_nothing()
+                .to_owned(),
+        )
+        .do_nothing()
+        .exec_without_returning(&txn)
+        .await?;
+    if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+        let detail = serde_json::json!({ "siteId": site.id, "role": "user" });
+        audit::record(
+            &txn,
+            now,
+            Event::own(Kind::SiteRoleChanged, caller.user_id, client).with_detail(detail),
+        )
+        .await?;
+    }
+    txn.commit().await?;
+    Ok(site)
+}
+
+/// `leaveSite` and `setSiteRole`: gives `user_id` the role `role` on the site, or removes
+/// them with `None`. Refused when it would leave the site without an admin.
+pub async fn set_role(
+    state: &AppState,
+    actor: &Caller,
+    site_id: Uuid,
+    user_id: Uuid,
+    role: Option<SiteRole>,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let now = state.clock.now();
+    let txn = state.db.begin().await?;
+    find(&txn, site_id).await?.ok_or(AppError::NotFound)?;
+    user::Entity::find_by_id(user_id)
+        .one(&txn)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let admins = lock_admins(&txn, site_id).await?;
+    if role != Some(SiteRole::Admin) && admins == [user_id] {
+        return Err(AppError::bad_input("role", "a site keeps at least one admin"));
+    }
+    match role {
+        Some(role) => put_member(&txn, site_id, user_id, role, now).await?,
+        None => {
+            let removed = site_member::Entity::delete_by_id((site_id, user_id)).exec(&txn).await?;
+            if removed.rows_affected == 0 {
+                return Err(AppError::NotFound);
+            }
+        }
+    }
+    let detail = serde_json::json!({ "siteId": site_id, "role": role.map(SiteRole::as_str) });
+    let event = Event {
+        kind: Kind::SiteRoleChanged,
+        actor: Some(actor.user_id),
+        subject: Some(user_id),
+        client,
+        detail: Some(detail),
+    };
+    audit::record(&txn, now, event).await?;
+    txn.commit().await?;
+    Ok(())
+}
+
+async fn put_member(
+    conn: &impl ConnectionTrait,
+    site_id: Uuid,
+    user_id: Uuid,
+    role: SiteRole,
+    now: DateTime<Utc>,
+) -> Result<(), AppError> {
+    let row = site_member::ActiveModel {
+        site_id: Set(site_id),
+        user_id: Set(user_id),
+        role: Set(role.as_str().to_owned()),
+        joined_at: Set(now),
+    };
+    site_member::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([site_member::Column::SiteId, site_member::Column::UserId])
+                .update_column(site_member::Column::Role)
+                .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// The site's admins, locked until the transaction ends so two demotions cannot race past
+/// the last-admin rule (SQLite: a first write takes its single writer lock).
+async fn lock_admins(txn: &DatabaseTransaction, site_id: Uuid) -> Result<Vec<Uuid>, AppError> {
+    let admins = || {
+        site_member::Entity::find()
+            .select_only()
+            .column(site_member::Column::UserId)
+            .filter(site_member::Column::SiteId.eq(site_id))
+            .filter(site_member::Column::Role.eq(SiteRole::Admin.as_str()))
+    };
+    let query = match txn.get_database_backend() {
+        DatabaseBackend::Postgres => admins().lock_exclusive(),
+        _ => {
+            site::Entity::update_many()
+                .col_expr(site::Column::UpdatedAt, Expr::col(site::Column::UpdatedAt).into())
+                .filter(site::Column::Id.eq(site_id))
+                .exec(txn)
+                .await?;
+            admins()
+        }
+    };
+    Ok(query.into_tuple().all(txn).await?)
+}

@@ -1,0 +1,293 @@
+//! Sites: multi-tenant workspaces, site-scoped roles, invitation codes (API.md §5).
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result};
+use entity::{site as site_row, site_member as member_row};
+use uuid::Uuid;
+
+use crate::auth::guard::{RequireRole, SiteRoleAtLeast};
+use crate::domain::page::PageRequest;
+use crate::domain::profile::Change;
+use crate::domain::site::{self, SiteRole as DomainSiteRole};
+use crate::error::AppError;
+use crate::graphql::connection::SiteConnection;
+use crate::graphql::loaders::{MembershipsBySite, SiteById, UserById};
+use crate::graphql::types::User;
+use crate::graphql::ContextExt;
+
+/// A role on a site.
+#[derive(Enum, Clone, Copy, PartialEq, Eq)]
+pub enum SiteRole {
+    /// Manages the site, its code and its members.
+    Admin,
+    /// Edits the site and sees its members.
+    Manager,
+    /// Belongs to the site.
+    User,
+}
+
+impl From<DomainSiteRole> for SiteRole {
+    fn from(role: DomainSiteRole) -> Self {
+        match role {
+            DomainSiteRole::Admin => SiteRole::Admin,
+            DomainSiteRole::Manager => SiteRole::Manager,
+            DomainSiteRole::User => SiteRole::User,
+        }
+    }
+}
+
+impl From<SiteRole> for DomainSiteRole {
+    fn from(role: SiteRole) -> Self {
+        match role {
+            SiteRole::Admin => DomainSiteRole::Admin,
+            SiteRole::Manager => DomainSiteRole::Manager,
+            SiteRole::User => DomainSiteRole::User,
+        }
+    }
+}
+
+/// A site (a tenant, a workspace).
+pub struct Site {
+    row: site_row::Model,
+}
+
+impl Site {
+    pub fn new(row: site_row::Model) -> Self {
+        Site { row }
+    }
+}
+
+#[Object]
+impl Site {
+    /// The site's id; roles on it read `<id>:admin`, `<id>:manager`, `<id>:user`.
+    async fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    /// The site's name.
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+
+    /// A longer description.
+    async fn description(&self) -> Option<&str> {
+        self.row.description.as_deref()
+    }
+
+    /// When the site was created.
+    async fn created_at(&self) -> chrono::DateTime<chrono::Utc> {
+        self.row.created_at
+    }
+
+    /// The invitation code for `joinSite`; site admins and global admins only.
+    #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Admin).or_global_admin()")]
+    async fn code(&self) -> &str {
+        &self.row.code
+    }
+
+    /// Everyone with a role on the site; site admins, managers and global admins only.
+    #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Manager).or_global_admin()")]
+    async fn members(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
+        let members = ctx
+            .data_unchecked::<DataLoader<MembershipsBySite>>()
+            .load_one(self.row.id)
+            .await?;
+        Ok(members
+            .unwrap_or_default()
+            .into_iter()
+            .map(SiteMembership::new)
+            .collect())
+    }
+
+    /// The caller's roles on this site.
+    async fn my_roles(&self, ctx: &Context<'_>) -> Vec<SiteRole> {
+        let role = ctx
+            .identity()
+            .caller()
+            .and_then(|caller| site::role_on(caller, self.row.id));
+        role.into_iter().map(SiteRole::from).collect()
+    }
+}
+
+/// What a holder of an invitation code may see before joining.
+pub struct SitePreview {
+    row: site_row::Model,
+}
+
+#[Object]
+impl SitePreview {
+    /// The site's id.
+    async fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    /// The site's name.
+    async fn name(&self) -> &str {
+        &self.row.name
+    }
+}
+
+/// A user's role on a site.
+pub struct SiteMembership {
+    row: member_row::Model,
+}
+
+impl SiteMembership {
+    pub fn new(row: member_row::Model) -> Self {
+        SiteMembership { row }
+    }
+
+    pub fn site_id(&self) -> Uuid {
+        self.row.site_id
+    }
+}
+
+#[Object]
+impl SiteMembership {
+    /// The site.
+    async fn site(&self, ctx: &Context<'_>) -> Result<Site> {
+        let site = ctx
+            .data_unchecked::<DataLoader<SiteById>>()
+            .load_one(self.row.site_id)
+            .await?;
+        Ok(Site::new(site.ok_or(AppError::NotFound)?))
+    }
+
+    /// The member.
+    async fn user(&self, ctx: &Context<'_>) -> Result<User> {
+        let user = ctx
+            .data_unchecked::<DataLoader<UserById>>()
+            .load_one(self.row.user_id)
+            .await?;
+        Ok(User::new(user.ok_or(AppError::NotFound)?, None))
+    }
+
+    /// The member's role on the site.
+    async fn role(&self) -> Result<SiteRole> {
+        let role = DomainSiteRole::parse(&self.row.role)
+            .ok_or_else(|| anyhow::anyhow!("stored site role `{}`", self.row.role));
+        Ok(role.map_err(AppError::from)?.into())
+    }
+}
+
+#[derive(Default)]
+pub struct SiteQuery;
+
+#[Object]
+impl SiteQuery {
+    /// Sites the caller holds a role on (all sites for admins), oldest first.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn sites(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(default = 20, desc = "Page size, at most 100.")] first: Option<i32>,
+        #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
+    ) -> Result<SiteConnection> {
+        let request = PageRequest::new(first, after.as_deref())?;
+        let page = site::list(ctx.state(), ctx.caller()?, &request).await?;
+        Ok(SiteConnection::from_page(page, Site::new))
+    }
+
+    /// A site the caller holds a role on (any site for admins); null otherwise.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn site(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Site>> {
+        if !site::can_see(ctx.caller()?, id) {
+            return Ok(None);
+        }
+        Ok(site::find(&ctx.state().db, id).await?.map(Site::new))
+    }
+
+    /// Looks a site up by its invitation code, before joining it.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn site_by_code(&self, ctx: &Context<'_>, code: String) -> Result<Option<SitePreview>> {
+        Ok(site::find_by_code(ctx.state(), &code)
+            .await?
+            .map(|row| SitePreview { row }))
+    }
+}
+
+/// A new site.
+#[derive(InputObject)]
+pub struct CreateSiteInput {
+    /// 1 to 200 characters.
+    pub name: String,
+    /// At most 2000 characters.
+    pub description: Option<String>,
+}
+
+/// Site fields to change: omitted fields stay; a null description clears it.
+#[derive(InputObject)]
+pub struct UpdateSiteInput {
+    /// 1 to 200 characters.
+    pub name: Option<String>,
+    /// At most 2000 characters.
+    pub description: MaybeUndefined<String>,
+}
+
+#[derive(Default)]
+pub struct SiteMutation;
+
+#[Object]
+impl SiteMutation {
+    /// Creates a site; the caller becomes its admin.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn create_site(&self, ctx: &Context<'_>, input: CreateSiteInput) -> Result<Site> {
+        let row = site::create(ctx.state(), ctx.caller()?, &input.name, input.description, ctx.client()).await?;
+        Ok(Site::new(row))
+    }
+
+    /// Changes a site's name or description; site admins and managers.
+    #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Manager)")]
+    async fn update_site(&self, ctx: &Context<'_>, id: Uuid, input: UpdateSiteInput) -> Result<Site> {
+        let description = match input.description {
+            MaybeUndefined::Undefined => Change::Keep,
+            MaybeUndefined::Null => Change::Clear,
+            MaybeUndefined::Value(d) => Change::Set(d),
+        };
+        Ok(Site::new(site::update(ctx.state(), id, input.name, description).await?))
+    }
+
+    /// Deletes a site and every membership on it; site admins and global admins.
+    #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin).or_global_admin()")]
+    async fn delete_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
+        site::delete(ctx.state(), ctx.caller()?, id, ctx.client()).await?;
+        Ok(true)
+    }
+
+    /// Replaces the site's invitation code; the old one stops working at once. Site admins.
+    #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin)")]
+    async fn generate_site_code(&self, ctx: &Context<'_>, id: Uuid) -> Result<String> {
+        Ok(site::regenerate_code(ctx.state(), id).await?)
+    }
+
+    /// Joins the site with this invitation code as `user`; joining twice changes nothing.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn join_site(&self, ctx: &Context<'_>, code: String) -> Result<Site> {
+        Ok(Site::new(
+            site::join(ctx.state(), ctx.caller()?, &code, ctx.client()).await?,
+        ))
+    }
+
+    /// Drops the caller's role on the site; the last admin cannot leave.
+    #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::User)")]
+    async fn leave_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
+        let caller = ctx.caller()?;
+        site::set_role(ctx.state(), caller, id, caller.user_id, None, ctx.client()).await?;
+        Ok(true)
+    }
+
+    /// Gives a user a role on the site, or removes them with `role: null`; a site keeps at least one admin.
+    /// Site admins.
+    #[graphql(guard = "SiteRoleAtLeast::new(site_id, DomainSiteRole::Admin)")]
+    async fn set_site_role(
+        &self,
+        ctx: &Context<'_>,
+        site_id: Uuid,
+        user_id: Uuid,
+        role: Option<SiteRole>,
+    ) -> Result<bool> {
+        let role = role.map(DomainSiteRole::from);
+        site::set_role(ctx.state(), ctx.caller()?, site_id, user_id, role, ctx.client()).await?;
+        Ok(true)
+    }
+}
