@@ -1,4 +1,5 @@
-//! Thin HTTP handlers: GraphQL over HTTP and health checks.
+//! Thin handlers: GraphQL over HTTP, the gateway webhook, health checks.
 
 pub mod graphql;
 pub mod health;
+pub mod webhook;

@@ -9,3 +9,4 @@ mod http_surface;
 mod login;
 mod sessions;
 mod signup;
+mod webhook;
