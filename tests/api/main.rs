@@ -6,6 +6,7 @@ mod common;
 mod auth_tokens;
 mod cli;
 mod http_surface;
+mod jwks;
 mod login;
 mod sessions;
 mod signup;
