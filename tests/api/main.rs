@@ -5,6 +5,7 @@ mod common;
 
 mod auth_tokens;
 mod cli;
+mod gateway_nginx;
 mod http_surface;
 mod jwks;
 mod login;
