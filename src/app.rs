@@ -37,6 +37,8 @@ pub fn router(state: AppState) -> Router {
     let cors = cors_layer(&state);
     let router = Router::new()
         .route("/graphql", get(http::graphql::get).post(http::graphql::post))
+        .route("/auth/webhook", get(http::webhook::get).post(http::webhook::post))
+        .route("/.well-known/jwks.json", get(http::jwks::get))
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .with_state(HttpState { app: state, schema })

@@ -2,6 +2,7 @@
 //! (API.md §1). `validate` turns a bad value into one line before anything is written.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{ArgAction, Args};
 use ipnet::IpNet;
@@ -26,6 +27,10 @@ pub struct Config {
     /// HS256 signing secret, at least 32 bytes; generated once and kept in the database when unset.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+
+    /// PEM file of an Ed25519 or RSA private key: tokens are then signed EdDSA or RS256 and the public key is served at /.well-known/jwks.json.
+    #[arg(long, env = "JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<PathBuf>,
 
     /// Seconds a session lives after login (absolute lifetime).
     #[arg(long, env = "SESSION_TTL", default_value_t = 3600)]
@@ -132,6 +137,14 @@ impl Config {
                 return Err(format!("JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes"));
             }
         }
+        if let Some(path) = &self.jwt_private_key_file {
+            // One signing key: a secret beside a private key would leave it unclear which one
+            // a token was meant to be checked with.
+            if self.jwt_secret.is_some() {
+                return Err("JWT_SECRET and JWT_PRIVATE_KEY_FILE exclude each other: set one".into());
+            }
+            crate::auth::jwk::load(path)?;
+        }
         if self.session_ttl == 0 {
             return Err("SESSION_TTL must be at least 1 second".into());
         }
@@ -197,6 +210,7 @@ impl Config {
             database_url: format!("sqlite://{}?mode=rwc", db.display()),
             database_timeout: 5,
             jwt_secret: Some("test-secret-test-secret-test-secret-0123".into()),
+            jwt_private_key_file: None,
             session_ttl: 3600,
             admin_username: None,
             admin_password: None,

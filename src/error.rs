@@ -36,6 +36,11 @@ impl AppError {
         }
     }
 
+    /// True for failures of the server itself rather than of the request.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, AppError::Internal(_) | AppError::Db(_))
+    }
+
     pub fn code(&self) -> &'static str {
         match self {
             AppError::Unauthenticated | AppError::InvalidCredentials | AppError::InvalidToken => "UNAUTHENTICATED",
@@ -48,7 +53,7 @@ impl AppError {
     }
 
     /// Logs the cause of an internal failure; clients only ever see the generic message.
-    fn log_cause(&self) {
+    pub fn log_cause(&self) {
         match self {
             AppError::Internal(e) => tracing::error!(error = ?e, "internal error"),
             AppError::Db(e) => tracing::error!(error = %e, "database error"),

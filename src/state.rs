@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
+use crate::auth::jwk;
 use crate::auth::password::PasswordHasher;
 use crate::auth::session::LastSeen;
 use crate::auth::token::TokenKeys;
@@ -30,13 +31,22 @@ pub struct AppState {
 impl AppState {
     /// Connects, applies pending migrations, loads the signing key and ensures the admin.
     pub async fn connect(config: Config) -> anyhow::Result<Self> {
+        // The key file is read before the database is touched, so a bad one writes nothing.
+        let private_key = (config.jwt_private_key_file.as_deref())
+            .map(jwk::load)
+            .transpose()
+            .map_err(anyhow::Error::msg)?;
         let db = connect_database(&config).await?;
         Migrator::up(&db, None).await.context("applying migrations")?;
-        let secret = match &config.jwt_secret {
-            Some(secret) => secret.clone(),
-            None => domain::setting::jwt_secret(&db)
-                .await
-                .context("loading the JWT secret")?,
+        let tokens = match (private_key, &config.jwt_secret) {
+            (Some(key), _) => TokenKeys::asymmetric(key),
+            (None, Some(secret)) => TokenKeys::hs256(secret.as_bytes()),
+            (None, None) => {
+                let secret = domain::setting::jwt_secret(&db)
+                    .await
+                    .context("loading the JWT secret")?;
+                TokenKeys::hs256(secret.as_bytes())
+            }
         };
         let passwords = PasswordHasher::new(
             config.argon2_memory_kib,
@@ -45,7 +55,7 @@ impl AppState {
         )?;
         let state = AppState {
             db,
-            tokens: Arc::new(TokenKeys::hs256(secret.as_bytes())),
+            tokens: Arc::new(tokens),
             passwords,
             clock: Clock::default(),
             last_seen: LastSeen::default(),

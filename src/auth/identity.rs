@@ -1,6 +1,6 @@
 //! The one place that reads credentials off a request (API.md §3): Bearer header first,
 //! else the session cookie; then token -> live session -> user and roles.
-//! `/graphql` and, later, the gateway webhook both call `resolve`.
+//! `/graphql` and `/auth/webhook` both call `resolve`.
 
 use http::HeaderMap;
 

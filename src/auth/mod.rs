@@ -4,6 +4,7 @@
 pub mod cookie;
 pub mod guard;
 pub mod identity;
+pub mod jwk;
 pub mod password;
 pub mod session;
 pub mod token;

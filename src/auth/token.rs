@@ -1,11 +1,15 @@
-//! The JWT codec: signs and verifies session tokens with one fixed algorithm (HS256).
-//! It knows nothing of the database: a verified token still needs a live session.
+//! The JWT codec: signs and verifies session tokens with one fixed algorithm: HS256 by
+//! default, or EdDSA / RS256 with `JWT_PRIVATE_KEY_FILE` (`auth::jwk`). It knows nothing of
+//! the database: a verified token still needs a live session.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 use uuid::Uuid;
+
+use crate::auth::jwk::PrivateKey;
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
@@ -31,32 +35,48 @@ pub struct HasuraClaims {
 }
 
 pub struct TokenKeys {
+    algorithm: Algorithm,
+    /// Set for asymmetric keys, so verifiers can pick the key from the published set.
+    kid: Option<String>,
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The public key for `/.well-known/jwks.json`; none for a shared secret.
+    jwk: Option<Value>,
 }
 
 impl TokenKeys {
     pub fn hs256(secret: &[u8]) -> Self {
-        // Only HS256 is accepted: `alg: none` and any other algorithm fail to decode.
-        let mut validation = Validation::new(Algorithm::HS256);
-        // Expiry is checked against the server clock in `verify` (tests move it forward);
-        // the session row's own expiry is checked again when the session is loaded.
-        validation.validate_exp = false;
-        validation.required_spec_claims = ["sub", "exp"].into_iter().map(String::from).collect();
         TokenKeys {
+            algorithm: Algorithm::HS256,
+            kid: None,
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
-            validation,
+            validation: validation(Algorithm::HS256),
+            jwk: None,
         }
     }
 
+    pub fn asymmetric(key: PrivateKey) -> Self {
+        TokenKeys {
+            algorithm: key.algorithm,
+            kid: Some(key.kid),
+            encoding: key.encoding,
+            decoding: key.decoding,
+            validation: validation(key.algorithm),
+            jwk: Some(key.jwk),
+        }
+    }
+
+    /// The JWK Set of the public keys: empty under a shared secret, which must stay private.
+    pub fn jwks(&self) -> Value {
+        json!({ "keys": self.jwk.iter().collect::<Vec<_>>() })
+    }
+
     pub fn sign(&self, claims: &Claims) -> anyhow::Result<String> {
-        Ok(jsonwebtoken::encode(
-            &Header::new(Algorithm::HS256),
-            claims,
-            &self.encoding,
-        )?)
+        let mut header = Header::new(self.algorithm);
+        header.kid = self.kid.clone();
+        Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
 
     /// Checks signature, algorithm and expiry; `None` for anything short of a valid token.
@@ -66,6 +86,17 @@ impl TokenKeys {
             .claims;
         (claims.exp > now_unix).then_some(claims)
     }
+}
+
+/// Only `algorithm` is accepted: `alg: none`, and any other algorithm (such as HS256 keyed
+/// with a public key's bytes), fail to decode.
+fn validation(algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    // Expiry is checked against the server clock in `verify` (tests move it forward);
+    // the session row's own expiry is checked again when the session is loaded.
+    validation.validate_exp = false;
+    validation.required_spec_claims = ["sub", "exp"].into_iter().map(String::from).collect();
+    validation
 }
 
 /// A fresh random secret for a session token, and the hash the database keeps of it.
@@ -158,6 +189,47 @@ mod tests {
         let payload = token.split('.').nth(1).unwrap();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         assert_eq!(keys.verify(&format!("{none_header}.{payload}."), 50), None);
+    }
+
+    /// RFC 8037 appendix A.1's Ed25519 key.
+    const ED25519_PEM: &str = "-----BEGIN PRIVATE KEY-----\n\
+        MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n\
+        -----END PRIVATE KEY-----\n";
+
+    #[test]
+    fn ed25519_tokens_carry_kid_and_refuse_other_algorithms() {
+        let key = crate::auth::jwk::from_pem(ED25519_PEM).unwrap();
+        let x = key.jwk["x"].as_str().unwrap().to_owned();
+        let keys = TokenKeys::asymmetric(key);
+        let c = claims(100);
+        let token = keys.sign(&c).unwrap();
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::EdDSA);
+        assert_eq!(
+            header.kid.as_deref(),
+            Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+        );
+        assert_eq!(keys.verify(&token, 50), Some(c.clone()));
+        assert_eq!(keys.jwks()["keys"][0]["x"], x.as_str());
+
+        // Algorithm confusion: HS256 keyed with the public key's bytes.
+        let public = URL_SAFE_NO_PAD.decode(&x).unwrap();
+        let forged = TokenKeys::hs256(&public).sign(&c).unwrap();
+        assert_eq!(keys.verify(&forged, 50), None);
+        let forged = TokenKeys::hs256(x.as_bytes()).sign(&c).unwrap();
+        assert_eq!(keys.verify(&forged, 50), None);
+
+        let payload = token.split('.').nth(1).unwrap();
+        let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        assert_eq!(keys.verify(&format!("{none_header}.{payload}."), 50), None);
+    }
+
+    #[test]
+    fn shared_secret_publishes_no_keys() {
+        let keys = TokenKeys::hs256(b"0123456789abcdef0123456789abcdef");
+        assert_eq!(keys.jwks(), json!({ "keys": [] }));
+        let token = keys.sign(&claims(100)).unwrap();
+        assert_eq!(jsonwebtoken::decode_header(&token).unwrap().kid, None);
     }
 
     #[test]

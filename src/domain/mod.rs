@@ -1,9 +1,11 @@
-//! Business rules: accounts, sessions, roles, administration, the audit log. No web crate
-//! here: GraphQL resolvers and HTTP handlers both call these functions.
+//! Business rules: accounts, sessions, roles, sites, administration, the audit log and the
+//! gateway's role decision. No web crate here: GraphQL resolvers and HTTP handlers both call
+//! these functions.
 
 pub mod account;
 pub mod admin;
 pub mod audit;
+pub mod gateway;
 pub mod page;
 pub mod profile;
 pub mod reset;

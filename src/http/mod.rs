@@ -1,4 +1,6 @@
-//! Thin HTTP handlers: GraphQL over HTTP and health checks.
+//! Thin handlers: GraphQL over HTTP, the gateway webhook, the public keys, health checks.
 
 pub mod graphql;
 pub mod health;
+pub mod jwks;
+pub mod webhook;

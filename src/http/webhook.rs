@@ -1,0 +1,174 @@
+//! `/auth/webhook` (API.md §6): Hasura's auth webhook in GET and POST mode, also nginx
+//! `auth_request` and Traefik ForwardAuth. The caller comes from `identity::resolve`, the role
+//! from `domain::gateway::decide`; this file reads the request and writes the answer.
+
+use axum::body::Body;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::app::HttpState;
+use crate::auth::identity;
+use crate::domain::gateway;
+use crate::state::AppState;
+
+const USER_ID: HeaderName = HeaderName::from_static("x-hasura-user-id");
+const ROLE: HeaderName = HeaderName::from_static("x-hasura-role");
+
+#[derive(Deserialize)]
+pub struct Params {
+    allow: Option<String>,
+    forbidden_status: Option<String>,
+}
+
+/// What the gateway asked for in the query string.
+struct Options {
+    allow: Option<Vec<String>>,
+    /// The status of refusing an authenticated caller: 401 unless `forbidden_status=403`.
+    forbidden: StatusCode,
+}
+
+impl Options {
+    /// The options, or why the query string is malformed (a 400).
+    fn parse(params: Result<Query<Params>, QueryRejection>) -> Result<Self, &'static str> {
+        let Ok(Query(params)) = params else {
+            return Err("malformed query string");
+        };
+        let forbidden = match params.forbidden_status.as_deref() {
+            None | Some("401") => StatusCode::UNAUTHORIZED,
+            Some("403") => StatusCode::FORBIDDEN,
+            // A gateway misconfiguration: say so rather than guess.
+            Some(_) => return Err("forbidden_status must be 401 or 403"),
+        };
+        Ok(Options {
+            allow: params.allow.as_deref().map(gateway::parse_allow),
+            forbidden,
+        })
+    }
+}
+
+/// GET mode: the credentials and `X-Hasura-Role` are the request's own headers (Hasura,
+/// nginx and Traefik forward the client's).
+pub async fn get(
+    State(http): State<HttpState>,
+    params: Result<Query<Params>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    match Options::parse(params) {
+        Ok(options) => check(&http.app, &options, &headers).await,
+        Err(reason) => refuse(StatusCode::BAD_REQUEST, reason),
+    }
+}
+
+/// POST mode: Hasura's `{"headers": {...}, "request": {...}}`; only `headers` is read, and
+/// the GraphQL request is never parsed.
+pub async fn post(
+    State(http): State<HttpState>,
+    params: Result<Query<Params>, QueryRejection>,
+    body: Body,
+) -> Response {
+    let options = match Options::parse(params) {
+        Ok(options) => options,
+        Err(reason) => return refuse(StatusCode::BAD_REQUEST, reason),
+    };
+    let Ok(bytes) = axum::body::to_bytes(body, http.app.config.max_body_bytes).await else {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, "request body is too large");
+    };
+    let Some(headers) = forwarded_headers(&bytes) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "body must be {\"headers\": {...}, \"request\": {...}}",
+        );
+    };
+    check(&http.app, &options, &headers).await
+}
+
+/// The client headers Hasura forwards, as a `HeaderMap`, so that names match whatever their
+/// case and `identity::resolve` reads them exactly as it reads a real request.
+fn forwarded_headers(body: &[u8]) -> Option<HeaderMap> {
+    #[derive(Deserialize)]
+    struct HookBody {
+        #[serde(default)]
+        headers: Map<String, Value>,
+    }
+    let body: HookBody = serde_json::from_slice(body).ok()?;
+    let mut headers = HeaderMap::new();
+    for (name, value) in body.headers {
+        // Names and values no HTTP request could carry are dropped, as a server would.
+        let name = HeaderName::from_bytes(name.as_bytes()).ok();
+        let value = value.as_str().and_then(|v| HeaderValue::from_str(v).ok());
+        if let (Some(name), Some(value)) = (name, value) {
+            headers.append(name, value);
+        }
+    }
+    Some(headers)
+}
+
+async fn check(state: &AppState, options: &Options, headers: &HeaderMap) -> Response {
+    let identity = match identity::resolve(state, headers).await {
+        Ok(identity) => identity,
+        Err(rejection) if rejection.error.is_internal() => {
+            rejection.error.log_cause();
+            return refuse(StatusCode::INTERNAL_SERVER_ERROR, "internal server error");
+        }
+        // A bad token is 401 whatever `forbidden_status` says: it is not a known caller.
+        Err(rejection) => {
+            let mut response = refuse(StatusCode::UNAUTHORIZED, &rejection.error.to_string());
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer error=\"invalid_token\""),
+            );
+            return response;
+        }
+    };
+    // Identity comes only from the token: of the client's X-Hasura-* headers, only the
+    // requested role is read, and it is checked against the live roles.
+    let requested = headers.get(&ROLE).and_then(|v| v.to_str().ok());
+    let caller = identity.caller();
+    let roles = caller.map(|c| c.roles.as_slice());
+    match gateway::decide(roles, requested, options.allow.as_deref()) {
+        Ok(role) => grant(caller.map(|c| c.user_id.to_string()), &role),
+        Err(refusal) => {
+            let status = match caller {
+                Some(_) => options.forbidden,
+                None => StatusCode::UNAUTHORIZED,
+            };
+            refuse(status, &refusal.to_string())
+        }
+    }
+}
+
+/// 200 with the session variables, in the body (Hasura) and as headers (nginx, Traefik).
+fn grant(user_id: Option<String>, role: &str) -> Response {
+    let mut body = Map::new();
+    body.insert("X-Hasura-Role".into(), role.into());
+    if let Some(user_id) = &user_id {
+        body.insert("X-Hasura-User-Id".into(), user_id.as_str().into());
+    }
+    let mut response = json_response(StatusCode::OK, &Value::Object(body));
+    let headers = response.headers_mut();
+    // The role is the literal name of a role the caller holds, so it is a valid header value.
+    if let Ok(role) = HeaderValue::from_str(role) {
+        headers.insert(ROLE, role);
+    }
+    if let Some(user_id) = user_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
+        headers.insert(USER_ID, user_id);
+    }
+    response
+}
+
+fn refuse(status: StatusCode, reason: &str) -> Response {
+    json_response(status, &json!({ "error": reason }))
+}
+
+fn json_response(status: StatusCode, body: &Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    // Roles are read live: Hasura caches a webhook answer that allows it, so allow none.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
