@@ -1,6 +1,8 @@
 //! Field guards (API.md §4): one struct per access rule, named to read as English on the
 //! field they protect. They only inspect the request's `Identity`; they do no I/O.
 
+use std::sync::RwLock;
+
 use async_graphql::{Context, Guard, Result};
 use uuid::Uuid;
 
@@ -9,9 +11,32 @@ use crate::domain::role;
 use crate::domain::site::{self, SiteRole};
 use crate::error::AppError;
 
+/// The identity a GraphQL request runs as. Roles may be reloaded mid-request by a mutation
+/// that changes the caller's own roles, so the fields it returns see them.
+pub struct RequestIdentity(RwLock<Identity>);
+
+impl RequestIdentity {
+    pub fn new(identity: Identity) -> Self {
+        RequestIdentity(RwLock::new(identity))
+    }
+
+    pub fn get(&self) -> Identity {
+        self.0.read().map(|i| i.clone()).unwrap_or(Identity::Anonymous)
+    }
+
+    pub fn set_roles(&self, roles: Vec<String>) {
+        if let Ok(mut identity) = self.0.write() {
+            if let Identity::User(caller) = &mut *identity {
+                caller.roles = roles;
+            }
+        }
+    }
+}
+
 /// The request's identity; a schema executed without one is treated as anonymous.
-pub fn identity<'c>(ctx: &'c Context<'_>) -> &'c Identity {
-    ctx.data_opt::<Identity>().unwrap_or(&Identity::Anonymous)
+pub fn identity(ctx: &Context<'_>) -> Identity {
+    ctx.data_opt::<RequestIdentity>()
+        .map_or(Identity::Anonymous, RequestIdentity::get)
 }
 
 /// The caller must hold a global role.
@@ -100,7 +125,8 @@ impl SiteRoleAtLeast {
 
 impl Guard for SiteRoleAtLeast {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        let Some(caller) = identity(ctx).caller() else {
+        let identity = identity(ctx);
+        let Some(caller) = identity.caller() else {
             return Err(AppError::Unauthenticated.into());
         };
         if self.global_admin && caller.has_role(role::ADMIN) {

@@ -19,7 +19,8 @@ pub struct AccountQuery;
 impl AccountQuery {
     /// The signed-in user, or null for anonymous callers.
     async fn me(&self, ctx: &Context<'_>) -> Result<Option<User>> {
-        let Some(caller) = ctx.identity().caller() else {
+        let identity = ctx.identity();
+        let Some(caller) = identity.caller() else {
             return Ok(None);
         };
         let row = account::find(&ctx.state().db, caller.user_id).await?;
@@ -137,7 +138,7 @@ impl AccountMutation {
     async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<AuthPayload> {
         let (state, caller, client) = (ctx.state(), ctx.caller()?, ctx.client());
         let signed_in =
-            account::change_password(state, caller, &input.current_password, &input.new_password, client).await?;
+            account::change_password(state, &caller, &input.current_password, &input.new_password, client).await?;
         Ok(start_session(ctx, signed_in))
     }
 

@@ -75,27 +75,29 @@ impl AdminMutation {
             name: input.name,
         };
         let roles = input.roles.unwrap_or_default();
-        let (row, roles) = admin::create_user(ctx.state(), ctx.caller()?, new, &roles, ctx.client()).await?;
+        let (row, roles) = admin::create_user(ctx.state(), &ctx.caller()?, new, &roles, ctx.client()).await?;
         Ok(User::new(row, Some(roles)))
     }
 
     /// Deletes users and returns the ids actually deleted; their sessions end at once. The last admin cannot be deleted. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
     async fn delete_users(&self, ctx: &Context<'_>, ids: Vec<Uuid>) -> Result<Vec<Uuid>> {
-        Ok(admin::delete_users(ctx.state(), ctx.caller()?, &ids, ctx.client()).await?)
+        Ok(admin::delete_users(ctx.state(), &ctx.caller()?, &ids, ctx.client()).await?)
     }
 
     /// Grants global roles, effective on the user's next request. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
     async fn grant_roles(&self, ctx: &Context<'_>, user_id: Uuid, roles: Vec<String>) -> Result<User> {
-        let (row, roles) = admin::grant_roles(ctx.state(), ctx.caller()?, user_id, &roles, ctx.client()).await?;
+        let (row, roles) = admin::grant_roles(ctx.state(), &ctx.caller()?, user_id, &roles, ctx.client()).await?;
+        ctx.refresh_roles().await?;
         Ok(User::new(row, Some(roles)))
     }
 
     /// Revokes global roles, effective on the user's next request; `user` stays, and the last admin keeps `admin`. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
     async fn revoke_roles(&self, ctx: &Context<'_>, user_id: Uuid, roles: Vec<String>) -> Result<User> {
-        let (row, roles) = admin::revoke_roles(ctx.state(), ctx.caller()?, user_id, &roles, ctx.client()).await?;
+        let (row, roles) = admin::revoke_roles(ctx.state(), &ctx.caller()?, user_id, &roles, ctx.client()).await?;
+        ctx.refresh_roles().await?;
         Ok(User::new(row, Some(roles)))
     }
 

@@ -1,9 +1,11 @@
 //! DataLoaders, created per request so nothing outlives it (a cached row could keep a
 //! revoked role alive). One loader per key -> value shape; each `load` is one `IN (...)` query.
+//! Within a request they cache, so a list resolver can load a whole page's children with one
+//! `load_many` up front and the per-item resolvers find them there, whatever the timing.
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{site, site_member, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
@@ -91,11 +93,30 @@ fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     groups
 }
 
+/// A loader with a cache that lives as long as its request.
+pub type Loaded<T> = DataLoader<T, HashMapCache>;
+
 /// Adds every loader to a request: fresh ones, so nothing cached outlives it.
 pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async_graphql::Request {
     request
-        .data(DataLoader::new(UserById(db.clone()), tokio::spawn))
-        .data(DataLoader::new(SiteById(db.clone()), tokio::spawn))
-        .data(DataLoader::new(MembershipsBySite(db.clone()), tokio::spawn))
-        .data(DataLoader::new(MembershipsByUser(db.clone()), tokio::spawn))
+        .data(DataLoader::with_cache(
+            UserById(db.clone()),
+            tokio::spawn,
+            HashMapCache::default(),
+        ))
+        .data(DataLoader::with_cache(
+            SiteById(db.clone()),
+            tokio::spawn,
+            HashMapCache::default(),
+        ))
+        .data(DataLoader::with_cache(
+            MembershipsBySite(db.clone()),
+            tokio::spawn,
+            HashMapCache::default(),
+        ))
+        .data(DataLoader::with_cache(
+            MembershipsByUser(db.clone()),
+            tokio::spawn,
+            HashMapCache::default(),
+        ))
 }

@@ -12,6 +12,7 @@ pub mod types;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, ServerError};
 
+use crate::auth::guard::RequestIdentity;
 use crate::auth::identity::Identity;
 use crate::auth::session::Caller;
 use crate::client::ClientInfo;
@@ -55,14 +56,16 @@ pub fn sdl() -> String {
 }
 
 /// What resolvers read from the request.
-pub trait ContextExt {
+pub(crate) trait ContextExt {
     fn state(&self) -> &AppState;
-    fn identity(&self) -> &Identity;
+    fn identity(&self) -> Identity;
     fn client(&self) -> &ClientInfo;
     /// The signed-in caller; guards have already refused anonymous callers where one is needed.
-    fn caller(&self) -> Result<&Caller, AppError> {
-        self.identity().caller().ok_or(AppError::Unauthenticated)
+    fn caller(&self) -> Result<Caller, AppError> {
+        self.identity().caller().cloned().ok_or(AppError::Unauthenticated)
     }
+    /// Reloads the caller's roles after a mutation changed them, for the rest of the request.
+    async fn refresh_roles(&self) -> Result<(), AppError>;
 }
 
 impl ContextExt for Context<'_> {
@@ -70,12 +73,19 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<AppState>()
     }
 
-    fn identity(&self) -> &Identity {
+    fn identity(&self) -> Identity {
         crate::auth::guard::identity(self)
     }
 
     fn client(&self) -> &ClientInfo {
         self.data_unchecked::<ClientInfo>()
+    }
+
+    async fn refresh_roles(&self) -> Result<(), AppError> {
+        if let (Ok(caller), Some(holder)) = (self.caller(), self.data_opt::<RequestIdentity>()) {
+            holder.set_roles(crate::auth::session::roles_of(&self.state().db, caller.user_id).await?);
+        }
+        Ok(())
     }
 }
 

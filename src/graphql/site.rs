@@ -1,6 +1,5 @@
 //! Sites: multi-tenant workspaces, site-scoped roles, invitation codes (API.md §5).
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result};
 use entity::{site as site_row, site_member as member_row};
 use uuid::Uuid;
@@ -11,7 +10,7 @@ use crate::domain::profile::Change;
 use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
 use crate::graphql::connection::SiteConnection;
-use crate::graphql::loaders::{MembershipsBySite, SiteById, UserById};
+use crate::graphql::loaders::{Loaded, MembershipsBySite, SiteById, UserById};
 use crate::graphql::types::User;
 use crate::graphql::ContextExt;
 
@@ -89,7 +88,7 @@ impl Site {
     #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Manager).or_global_admin()")]
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
         let members = ctx
-            .data_unchecked::<DataLoader<MembershipsBySite>>()
+            .data_unchecked::<Loaded<MembershipsBySite>>()
             .load_one(self.row.id)
             .await?;
         Ok(members
@@ -147,7 +146,7 @@ impl SiteMembership {
     /// The site.
     async fn site(&self, ctx: &Context<'_>) -> Result<Site> {
         let site = ctx
-            .data_unchecked::<DataLoader<SiteById>>()
+            .data_unchecked::<Loaded<SiteById>>()
             .load_one(self.row.site_id)
             .await?;
         Ok(Site::new(site.ok_or(AppError::NotFound)?))
@@ -156,7 +155,7 @@ impl SiteMembership {
     /// The member.
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         let user = ctx
-            .data_unchecked::<DataLoader<UserById>>()
+            .data_unchecked::<Loaded<UserById>>()
             .load_one(self.row.user_id)
             .await?;
         Ok(User::new(user.ok_or(AppError::NotFound)?, None))
@@ -184,14 +183,29 @@ impl SiteQuery {
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> Result<SiteConnection> {
         let request = PageRequest::new(first, after.as_deref())?;
-        let page = site::list(ctx.state(), ctx.caller()?, &request).await?;
+        let page = site::list(ctx.state(), &ctx.caller()?, &request).await?;
+        // Load the page's members and their users in one batch each, up front: the per-site
+        // resolvers then find them in the request's loader cache (API.md §5: statements do
+        // not grow with the page).
+        let members = ctx.look_ahead().field("edges").field("node").field("members");
+        if members.exists() {
+            let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
+            let loaded = ctx
+                .data_unchecked::<Loaded<MembershipsBySite>>()
+                .load_many(site_ids)
+                .await?;
+            if members.field("user").exists() {
+                let user_ids: Vec<Uuid> = loaded.values().flatten().map(|m| m.user_id).collect();
+                ctx.data_unchecked::<Loaded<UserById>>().load_many(user_ids).await?;
+            }
+        }
         Ok(SiteConnection::from_page(page, Site::new))
     }
 
     /// A site the caller holds a role on (any site for admins); null otherwise.
     #[graphql(guard = "RequireRole::user()")]
     async fn site(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Site>> {
-        if !site::can_see(ctx.caller()?, id) {
+        if !site::can_see(&ctx.caller()?, id) {
             return Ok(None);
         }
         Ok(site::find(&ctx.state().db, id).await?.map(Site::new))
@@ -232,7 +246,15 @@ impl SiteMutation {
     /// Creates a site; the caller becomes its admin.
     #[graphql(guard = "RequireRole::user()")]
     async fn create_site(&self, ctx: &Context<'_>, input: CreateSiteInput) -> Result<Site> {
-        let row = site::create(ctx.state(), ctx.caller()?, &input.name, input.description, ctx.client()).await?;
+        let row = site::create(
+            ctx.state(),
+            &ctx.caller()?,
+            &input.name,
+            input.description,
+            ctx.client(),
+        )
+        .await?;
+        ctx.refresh_roles().await?;
         Ok(Site::new(row))
     }
 
@@ -250,7 +272,7 @@ impl SiteMutation {
     /// Deletes a site and every membership on it; site admins and global admins.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin).or_global_admin()")]
     async fn delete_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
-        site::delete(ctx.state(), ctx.caller()?, id, ctx.client()).await?;
+        site::delete(ctx.state(), &ctx.caller()?, id, ctx.client()).await?;
         Ok(true)
     }
 
@@ -263,16 +285,17 @@ impl SiteMutation {
     /// Joins the site with this invitation code as `user`; joining twice changes nothing.
     #[graphql(guard = "RequireRole::user()")]
     async fn join_site(&self, ctx: &Context<'_>, code: String) -> Result<Site> {
-        Ok(Site::new(
-            site::join(ctx.state(), ctx.caller()?, &code, ctx.client()).await?,
-        ))
+        let row = site::join(ctx.state(), &ctx.caller()?, &code, ctx.client()).await?;
+        ctx.refresh_roles().await?;
+        Ok(Site::new(row))
     }
 
     /// Drops the caller's role on the site; the last admin cannot leave.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::User)")]
     async fn leave_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
         let caller = ctx.caller()?;
-        site::set_role(ctx.state(), caller, id, caller.user_id, None, ctx.client()).await?;
+        site::set_role(ctx.state(), &caller, id, caller.user_id, None, ctx.client()).await?;
+        ctx.refresh_roles().await?;
         Ok(true)
     }
 
@@ -287,7 +310,8 @@ impl SiteMutation {
         role: Option<SiteRole>,
     ) -> Result<bool> {
         let role = role.map(DomainSiteRole::from);
-        site::set_role(ctx.state(), ctx.caller()?, site_id, user_id, role, ctx.client()).await?;
+        site::set_role(ctx.state(), &ctx.caller()?, site_id, user_id, role, ctx.client()).await?;
+        ctx.refresh_roles().await?;
         Ok(true)
     }
 }

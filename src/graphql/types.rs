@@ -1,7 +1,6 @@
 //! The object types of API.md §5 shared by several domains: `User`, `Session`, `AuthPayload`.
 //! Rows are mapped explicitly; entities never derive GraphQL.
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Json, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::{audit_event as audit_row, session as session_row, user as user_row};
@@ -11,7 +10,7 @@ use crate::auth::guard::SelfOrAdmin;
 use crate::auth::session::{self as auth_session, IssuedSession};
 use crate::domain::account::SignedIn;
 use crate::domain::{role, site};
-use crate::graphql::loaders::{MembershipsByUser, UserById};
+use crate::graphql::loaders::{Loaded, MembershipsByUser, UserById};
 use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;
 
@@ -99,10 +98,11 @@ impl User {
     /// those on sites the caller holds a role on too.
     async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
         let memberships = ctx
-            .data_unchecked::<DataLoader<MembershipsByUser>>()
+            .data_unchecked::<Loaded<MembershipsByUser>>()
             .load_one(self.row.id)
             .await?;
-        let caller = ctx.identity().caller();
+        let identity = ctx.identity();
+        let caller = identity.caller();
         let sees_all = self.signing_in || caller.is_some_and(|c| c.user_id == self.row.id || c.has_role(role::ADMIN));
         Ok(memberships
             .unwrap_or_default()
@@ -249,7 +249,7 @@ impl AuditEvent {
         let Some(actor_id) = self.row.actor_id else {
             return Ok(None);
         };
-        let loader = ctx.data_unchecked::<DataLoader<UserById>>();
+        let loader = ctx.data_unchecked::<Loaded<UserById>>();
         Ok(loader.load_one(actor_id).await?.map(|row| User::new(row, None)))
     }
 

@@ -12,6 +12,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use crate::app::HttpState;
 use crate::auth::cookie;
+use crate::auth::guard::RequestIdentity;
 use crate::auth::identity::{self, Rejection, TokenSource};
 use crate::client::ClientInfo;
 use crate::error::error_body;
@@ -205,7 +206,13 @@ async fn execute(
     }
 
     let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
-    let request = loaders::attach(request.data(state.clone()).data(identity).data(client), &state.db);
+    let request = loaders::attach(
+        request
+            .data(state.clone())
+            .data(RequestIdentity::new(identity))
+            .data(client),
+        &state.db,
+    );
     let mut response = http.schema.execute(request).await;
     let status = match finish_errors(&mut response) {
         Outcome::Invalid => format.request_error_status(),

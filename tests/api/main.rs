@@ -15,5 +15,6 @@ mod profile;
 mod reset;
 mod sessions;
 mod signup;
+mod sites;
 mod smtp;
 mod webhook;

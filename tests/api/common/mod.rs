@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
 
 use gatehouse::mail::Mailer;
 use gatehouse::{app, AppState, Config};
@@ -35,13 +36,29 @@ enum Cleanup {
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
         let (config, cleanup) = isolate_database(config).await;
-        Self::start_on(config, cleanup, None).await
+        Self::start_on(config, cleanup, |_| {}).await
     }
 
     /// A server whose mails land in an in-memory outbox (`server.state.mailer.sent()`).
     pub async fn start_with_outbox(config: Config) -> TestServer {
         let (config, cleanup) = isolate_database(config).await;
-        Self::start_on(config, cleanup, Some(Mailer::outbox())).await
+        Self::start_on(config, cleanup, |state| state.mailer = Mailer::outbox()).await
+    }
+
+    /// A server that records the SQL of every statement it executes.
+    pub async fn start_recording_statements(config: Config) -> (TestServer, Arc<Mutex<Vec<String>>>) {
+        let (config, cleanup) = isolate_database(config).await;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let recorder = log.clone();
+        let server = Self::start_on(config, cleanup, move |state| {
+            state.db.set_metric_callback(move |info| {
+                if let Ok(mut log) = recorder.lock() {
+                    log.push(info.statement.sql.clone());
+                }
+            })
+        })
+        .await;
+        (server, log)
     }
 
     /// Another server on the same database as `self` (restarts, several instances).
@@ -50,16 +67,14 @@ impl TestServer {
             database_url: self.state.config.database_url.clone(),
             ..config
         };
-        Self::start_on(config, Cleanup::Shared, None).await
+        Self::start_on(config, Cleanup::Shared, |_| {}).await
     }
 
-    async fn start_on(config: Config, cleanup: Cleanup, mailer: Option<Mailer>) -> TestServer {
+    async fn start_on(config: Config, cleanup: Cleanup, prepare: impl FnOnce(&mut AppState)) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let mut state = AppState::connect(config).await.expect("start gatehouse");
-        if let Some(mailer) = mailer {
-            state.mailer = mailer;
-        }
+        prepare(&mut state);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::serve(listener, state.clone(), async {
             let _ = rx.await;
