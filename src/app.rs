@@ -72,9 +72,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = tokio::spawn(upkeep(state.clone()));
+    let listener_task = (!state.config.is_sqlite())
+        .then(|| tokio::spawn(crate::auth::cache::listen(state.db.clone(), state.sessions.clone())));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     upkeep.abort();
+    if let Some(task) = listener_task {
+        task.abort();
+    }
     if let Err(e) = state.last_seen.flush(&state.db).await {
         tracing::warn!(error = %e, "could not write last-seen times at shutdown");
     }

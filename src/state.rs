@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
+use crate::auth::cache::{self, SessionCache, Stale};
 use crate::auth::jwk;
 use crate::auth::password::PasswordHasher;
 use crate::auth::session::LastSeen;
@@ -26,6 +27,7 @@ pub struct AppState {
     pub clock: Clock,
     pub last_seen: LastSeen,
     pub mailer: Mailer,
+    pub sessions: SessionCache,
 }
 
 impl AppState {
@@ -60,6 +62,13 @@ impl AppState {
             clock: Clock::default(),
             last_seen: LastSeen::default(),
             mailer: Mailer::from_config(&config)?,
+            // SQLite means one instance: nothing to hear from. PostgreSQL instances trust
+            // their cache only while listening for each other's invalidations.
+            sessions: if config.is_sqlite() {
+                SessionCache::trusted()
+            } else {
+                SessionCache::default()
+            },
             config: Arc::new(config),
         };
         if let (Some(username), Some(password)) = (&state.config.admin_username, &state.config.admin_password) {
@@ -68,6 +77,15 @@ impl AppState {
                 .map_err(|e| anyhow::anyhow!("ADMIN_USERNAME/ADMIN_PASSWORD: {e}"))?;
         }
         Ok(state)
+    }
+}
+
+impl AppState {
+    /// After a committed change to sessions or roles: drops the stale cache entries here, at
+    /// once, and tells the other instances.
+    pub async fn sessions_changed(&self, stale: Stale) {
+        self.sessions.invalidate(stale);
+        cache::publish(&self.db, stale).await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Credentials: tokens, password hashing, sessions as credentials, and who the caller is.
 //! Only `guard` (GraphQL) and `cookie` (HTTP) touch a web crate.
 
+pub mod cache;
 pub mod cookie;
 pub mod guard;
 pub mod identity;

@@ -10,6 +10,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
+use crate::auth::cache::CachedSession;
 use crate::auth::token::{self, Claims};
 use crate::client::ClientInfo;
 use crate::error::AppError;
@@ -71,23 +72,39 @@ pub async fn open(
 }
 
 /// Turns a verified token into the caller: the session must exist, be unexpired and match
-/// the token's secret; the user's roles are read now, not taken from the token.
+/// the token's secret; the user's roles are read now (or from the session cache, which every
+/// change to them invalidates), not taken from the token.
 #[tracing::instrument(skip_all)]
 pub async fn authenticate(state: &AppState, claims: &Claims) -> Result<Caller, AppError> {
     let now = state.clock.now();
-    let session = session::Entity::find_by_id(claims.sid)
-        .one(&state.db)
-        .await?
-        .ok_or(AppError::InvalidToken)?;
+    let (session, roles) = match state.sessions.get(claims.sid) {
+        Some((session, roles)) => (session, roles.to_vec()),
+        None => {
+            let generation = state.sessions.generation();
+            let row = session::Entity::find_by_id(claims.sid)
+                .one(&state.db)
+                .await?
+                .ok_or(AppError::InvalidToken)?;
+            let roles = roles_of(&state.db, row.user_id).await?;
+            let session = CachedSession {
+                user_id: row.user_id,
+                secret_hash: row.secret_hash,
+                expires_at: row.expires_at,
+            };
+            state
+                .sessions
+                .insert(claims.sid, session.clone(), roles.clone(), generation);
+            (session, roles)
+        }
+    };
     let live = session.user_id == claims.sub && session.expires_at > now;
     if !live || !token::secret_matches(&claims.sk, &session.secret_hash) {
         return Err(AppError::InvalidToken);
     }
-    let roles = roles_of(&state.db, session.user_id).await?;
-    state.last_seen.touch(session.id, now);
+    state.last_seen.touch(claims.sid, now);
     Ok(Caller {
         user_id: session.user_id,
-        session_id: session.id,
+        session_id: claims.sid,
         roles,
     })
 }

@@ -9,6 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::auth::cache::Stale;
 use crate::auth::password::check_new_password;
 use crate::auth::session::{self, Caller, IssuedSession};
 use crate::client::ClientInfo;
@@ -326,6 +327,7 @@ pub async fn change_password(
     let txn = state.db.begin().await?;
     let signed_in = replace_password(state, &txn, user, password_hash, client, Kind::PasswordChanged).await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(signed_in.user.id)).await;
     Ok(signed_in)
 }
 

@@ -9,6 +9,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::auth::cache::Stale;
 use crate::auth::session::{self, Caller};
 use crate::client::ClientInfo;
 use crate::domain::account::{self, NewAccount};
@@ -118,6 +119,9 @@ pub async fn delete_users(
         audit::record(&txn, now, event).await?;
     }
     txn.commit().await?;
+    for id in &deleted {
+        state.sessions_changed(Stale::User(*id)).await;
+    }
     Ok(deleted)
 }
 
@@ -146,6 +150,7 @@ pub async fn grant_roles(
     audit::record(&txn, now, event).await?;
     let held = session::roles_of(&txn, user_id).await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(user_id)).await;
     Ok((user, held))
 }
 
@@ -186,6 +191,7 @@ pub async fn revoke_roles(
     audit::record(&txn, now, event).await?;
     let held = session::roles_of(&txn, user_id).await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(user_id)).await;
     Ok((user, held))
 }
 

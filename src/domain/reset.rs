@@ -8,6 +8,7 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use uuid::Uuid;
 
+use crate::auth::cache::Stale;
 use crate::auth::password::check_new_password;
 use crate::auth::token::{new_session_secret, secret_hash};
 use crate::client::ClientInfo;
@@ -121,5 +122,6 @@ pub async fn reset(
     }
     let signed_in = account::replace_password(state, &txn, user, password_hash, client, Kind::PasswordReset).await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(signed_in.user.id)).await;
     Ok(signed_in)
 }

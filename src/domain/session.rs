@@ -7,6 +7,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::auth::cache::Stale;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::error::AppError;
@@ -60,6 +61,7 @@ pub async fn close(
     let detail = serde_json::json!({ "sessionId": session_id });
     audit::record(&txn, now, Event::own(kind, user_id, client).with_detail(detail)).await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(user_id)).await;
     Ok(())
 }
 
@@ -82,6 +84,7 @@ pub async fn close_all(state: &AppState, actor: Uuid, user_id: Uuid, client: &Cl
     .with_detail(serde_json::json!({ "count": closed }));
     audit::record(&txn, now, event).await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(user_id)).await;
     Ok(closed)
 }
 

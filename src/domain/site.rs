@@ -11,6 +11,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
+use crate::auth::cache::Stale;
 use crate::auth::session::Caller;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
@@ -193,6 +194,7 @@ pub async fn create(
     )
     .await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(caller.user_id)).await;
     Ok(site)
 }
 
@@ -239,6 +241,8 @@ pub async fn delete(state: &AppState, caller: &Caller, site_id: Uuid, client: &C
     )
     .await?;
     txn.commit().await?;
+    // Every member lost a role: simpler, and as exact, to drop everything.
+    state.sessions_changed(Stale::All).await;
     Ok(())
 }
 
@@ -288,6 +292,7 @@ pub async fn join(state: &AppState, caller: &Caller, code: &str, client: &Client
         .await?;
     }
     txn.commit().await?;
+    state.sessions_changed(Stale::User(caller.user_id)).await;
     Ok(site)
 }
 
@@ -331,6 +336,7 @@ pub async fn set_role(
     };
     audit::record(&txn, now, event).await?;
     txn.commit().await?;
+    state.sessions_changed(Stale::User(user_id)).await;
     Ok(())
 }
 
