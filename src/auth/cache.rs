@@ -170,12 +170,10 @@ pub async fn listen(db: DatabaseConnection, cache: SessionCache) {
                 Ok(()) => {
                     cache.set_trusted(true);
                     tracing::info!("session cache on: listening for invalidations");
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(notification)) => cache.invalidate(Stale::parse(notification.payload())),
-                            // `None`: the connection dropped; notifications may have been missed.
-                            Ok(None) | Err(_) => break,
-                        }
+                    // `Ok(None)` or an error: the connection dropped and notifications may
+                    // have been missed.
+                    while let Ok(Some(notification)) = listener.try_recv().await {
+                        cache.invalidate(Stale::parse(notification.payload()));
                     }
                 }
                 Err(e) => tracing::warn!(error = %e, "could not LISTEN for invalidations"),
