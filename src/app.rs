@@ -10,6 +10,7 @@ use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
@@ -41,13 +42,19 @@ pub fn router(state: AppState) -> Router {
         .route("/.well-known/jwks.json", get(http::jwks::get))
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
+        .route("/metrics", get(http::health::metrics))
         .with_state(HttpState { app: state, schema })
         // One line per request: method, path (never the query string, which may hold
         // variables), status and latency.
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<Body>| {
-                    tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
                 })
                 .on_request(())
                 .on_response(|response: &Response<Body>, latency: Duration, _span: &Span| {
@@ -57,7 +64,10 @@ pub fn router(state: AppState) -> Router {
                 .on_body_chunk(())
                 .on_eos(())
                 .on_failure(()),
-        );
+        )
+        // A request id on every log line and response: the gateway's, or a fresh UUID.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
     match cors {
         Some(cors) => router.layer(cors),
         None => router,
@@ -107,6 +117,9 @@ async fn upkeep(state: AppState) {
                             break;
                         }
                     }
+                }
+                if let Ok(live) = domain::session::count_live(&state).await {
+                    metrics::gauge!(crate::telemetry::LIVE_SESSIONS).set(live as f64);
                 }
             }
         }

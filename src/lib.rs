@@ -22,6 +22,8 @@ pub mod http;
 pub mod mail;
 /// Shared state: database pool, keys, hasher.
 pub mod state;
+/// Prometheus metrics.
+pub mod telemetry;
 
 pub use config::Config;
 pub use state::AppState;

@@ -59,7 +59,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.bind))?;
-    let state = AppState::connect(config).await?;
+    let mut state = AppState::connect(config).await?;
+    state.metrics = Some(gatehouse::telemetry::install()?);
     tracing::info!(address = %listener.local_addr()?, "gatehouse listening; GraphiQL at /graphql");
     Ok(app::serve(listener, state, gatehouse::app::shutdown_signal()).await?)
 }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub last_seen: LastSeen,
     pub mailer: Mailer,
     pub sessions: SessionCache,
+    /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
@@ -64,6 +66,7 @@ impl AppState {
             mailer: Mailer::from_config(&config)?,
             // SQLite means one instance: nothing to hear from. PostgreSQL instances trust
             // their cache only while listening for each other's invalidations.
+            metrics: None,
             sessions: if config.is_sqlite() {
                 SessionCache::trusted()
             } else {

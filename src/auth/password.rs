@@ -2,6 +2,7 @@
 //! and the password rules of API.md §7. Accounts and their storage are `domain::account`'s.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -27,6 +28,8 @@ pub struct PasswordHasher {
     /// A hash of a random password, verified against when the username is unknown so that
     /// both failures cost the same.
     dummy_hash: Arc<str>,
+    /// Hashes waiting for a permit (the queue depth metric).
+    waiting: Arc<AtomicI64>,
 }
 
 impl PasswordHasher {
@@ -40,6 +43,7 @@ impl PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(cores)),
             dummy_hash: dummy_hash.into(),
+            waiting: Arc::default(),
         })
     }
 
@@ -69,7 +73,12 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, AppError> {
-        let _permit = self.permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        let waiting = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        metrics::gauge!(crate::telemetry::HASH_QUEUE).set(waiting as f64);
+        let permit = self.permits.acquire().await;
+        let waiting = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
+        metrics::gauge!(crate::telemetry::HASH_QUEUE).set(waiting as f64);
+        let _permit = permit.map_err(|e| AppError::Internal(e.into()))?;
         let result = tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| AppError::Internal(e.into()))?;

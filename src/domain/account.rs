@@ -171,6 +171,7 @@ pub async fn login(
                 detail: None,
             };
             audit::record(&state.db, now, failed).await?;
+            metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
             return Err(AppError::InvalidCredentials);
         }
     };

@@ -101,6 +101,15 @@ async fn delete_live(
     Ok(deleted.rows_affected)
 }
 
+/// Live sessions of every user (the `live sessions` metric).
+pub async fn count_live(state: &AppState) -> Result<u64, AppError> {
+    let now = state.clock.now();
+    Ok(session::Entity::find()
+        .filter(session::Column::ExpiresAt.gt(now))
+        .count(&state.db)
+        .await?)
+}
+
 /// Deletes up to `batch` expired sessions; returns how many, so the caller can loop.
 pub async fn delete_expired(state: &AppState, batch: u64) -> Result<u64, AppError> {
     let ids: Vec<Uuid> = session::Entity::find()

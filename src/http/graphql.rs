@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 
 use async_graphql::http::GraphiQLSource;
-use async_graphql::parser::types::OperationType;
+use std::time::Instant;
+
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -19,6 +21,7 @@ use crate::error::error_body;
 use crate::graphql::limits::{self, Limits};
 use crate::graphql::loaders;
 use crate::graphql::{finish_errors, Outcome};
+use crate::telemetry;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -188,6 +191,7 @@ async fn execute(
             return reply(format, format.request_error_status(), body);
         }
     };
+    let root_field = first_root_field(document, operation_name.as_deref());
     match limits::check(document, operation_name.as_deref(), &variables, &limits) {
         Err(message) => {
             let body = error_body(&message, "GRAPHQL_VALIDATION_FAILED");
@@ -213,8 +217,17 @@ async fn execute(
             .data(client),
         &state.db,
     );
+    let started = Instant::now();
     let mut response = http.schema.execute(request).await;
-    let status = match finish_errors(&mut response) {
+    let outcome = finish_errors(&mut response);
+    // Only a validated document's root field is a schema name: anything else is `invalid`,
+    // so clients cannot grow the label set.
+    let operation = match outcome {
+        Outcome::Executed => root_field.unwrap_or_else(|| "invalid".into()),
+        Outcome::Invalid => "invalid".into(),
+    };
+    telemetry::graphql_request(operation, response.errors.is_empty(), started.elapsed());
+    let status = match outcome {
         Outcome::Invalid => format.request_error_status(),
         Outcome::Executed => StatusCode::OK,
     };
@@ -227,6 +240,27 @@ async fn execute(
         reply.headers_mut().append(name, value.clone());
     }
     reply
+}
+
+/// The name of the first field the operation selects (`login`, `me`, ...).
+fn first_root_field(document: &ExecutableDocument, operation_name: Option<&str>) -> Option<String> {
+    let (_, operation) = match operation_name {
+        Some(name) => document
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name))?,
+        None => document.operations.iter().next()?,
+    };
+    operation
+        .node
+        .selection_set
+        .node
+        .items
+        .iter()
+        .find_map(|item| match &item.node {
+            Selection::Field(field) => Some(field.node.name.node.to_string()),
+            _ => None,
+        })
 }
 
 /// API.md §3: a bad credential is refused before execution, never run as anonymous.

@@ -11,6 +11,19 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
+/// Prometheus text exposition; 404 when this process has no recorder.
+pub async fn metrics(State(http): State<HttpState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match &http.app.metrics {
+        Some(handle) => (
+            [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            handle.render(),
+        )
+            .into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
 pub async fn readyz(State(http): State<HttpState>) -> (StatusCode, Json<Value>) {
     match http.app.db.ping().await {
         Ok(()) => (StatusCode::OK, Json(json!({ "status": "ready" }))),

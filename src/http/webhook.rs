@@ -107,7 +107,20 @@ fn forwarded_headers(body: &[u8]) -> Option<HeaderMap> {
     Some(headers)
 }
 
+/// The check, counted by outcome for `/metrics`.
 async fn check(state: &AppState, options: &Options, headers: &HeaderMap) -> Response {
+    let response = decide(state, options, headers).await;
+    let outcome = match response.status() {
+        StatusCode::OK => "allowed",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        _ => "error",
+    };
+    crate::telemetry::webhook_request(outcome);
+    response
+}
+
+async fn decide(state: &AppState, options: &Options, headers: &HeaderMap) -> Response {
     let identity = match identity::resolve(state, headers).await {
         Ok(identity) => identity,
         Err(rejection) if rejection.error.is_internal() => {

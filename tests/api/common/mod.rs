@@ -22,6 +22,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub state: AppState,
     pub http: reqwest::Client,
+    /// The admin's token, for servers started with one.
+    pub admin_token: Option<String>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     cleanup: Cleanup,
@@ -36,6 +38,23 @@ enum Cleanup {
 impl TestServer {
     pub async fn start(config: Config) -> TestServer {
         let (config, cleanup) = isolate_database(config).await;
+        Self::start_on(config, cleanup, |_| {}).await
+    }
+
+    /// A server whose state is adjusted before it serves.
+    pub async fn start_preparing(config: Config, prepare: impl FnOnce(&mut AppState)) -> TestServer {
+        let (config, cleanup) = isolate_database(config).await;
+        Self::start_on(config, cleanup, prepare).await
+    }
+
+    /// A server on PostgreSQL whatever the suite runs on: `TEST_DATABASE_URL`, or the local
+    /// server `.ci/run` provides.
+    pub async fn start_postgres(config: Config) -> TestServer {
+        let base_url = std::env::var("TEST_DATABASE_URL")
+            .ok()
+            .filter(|url| url.starts_with("postgres"))
+            .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/test".into());
+        let (config, cleanup) = postgres_schema(config, base_url).await;
         Self::start_on(config, cleanup, |_| {}).await
     }
 
@@ -83,6 +102,7 @@ impl TestServer {
             addr,
             state,
             http: reqwest::Client::new(),
+            admin_token: None,
             shutdown: Some(tx),
             task: Some(task),
             cleanup,
@@ -139,6 +159,22 @@ impl TestServer {
             ..config
         };
         let server = TestServer::start_with_outbox(config).await;
+        server.sign_in_admin(name).await
+    }
+
+    /// Like `start_with_admin`, on PostgreSQL whatever the suite runs on.
+    pub async fn start_with_admin_on_postgres(config: Config) -> (TestServer, String) {
+        let name = unique("admin");
+        let config = Config {
+            admin_username: Some(name.clone()),
+            admin_password: Some(ADMIN_PASSWORD.into()),
+            ..config
+        };
+        TestServer::start_postgres(config).await.sign_in_admin(name).await
+    }
+
+    async fn sign_in_admin(mut self, name: String) -> (TestServer, String) {
+        let server = &self;
         let login = server
             .gql(
                 None,
@@ -148,7 +184,8 @@ impl TestServer {
             .await
             .data("login");
         let token = str_at(&login, "/token");
-        (server, token)
+        self.admin_token = Some(token.clone());
+        (self, token)
     }
 
     /// Stops the server, letting in-flight requests finish.
@@ -198,25 +235,7 @@ impl Drop for TestServer {
 /// Gives each server its own database: a fresh SQLite file, or a fresh PostgreSQL schema.
 async fn isolate_database(config: Config) -> (Config, Cleanup) {
     match std::env::var("TEST_DATABASE_URL") {
-        Ok(base_url) if !base_url.is_empty() => {
-            let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
-            let db = Database::connect(base_url.as_str())
-                .await
-                .expect("connect to TEST_DATABASE_URL");
-            db.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
-                .await
-                .expect("create schema");
-            db.close().await.expect("close");
-            let separator = if base_url.contains('?') { '&' } else { '?' };
-            let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
-            (
-                Config {
-                    database_url: url,
-                    ..config
-                },
-                Cleanup::PostgresSchema { base_url, schema },
-            )
-        }
+        Ok(base_url) if !base_url.is_empty() => postgres_schema(config, base_url).await,
         _ => {
             let path = std::env::temp_dir().join(format!("gatehouse-test-{}.db", uuid::Uuid::new_v4()));
             let url = format!("sqlite://{}?mode=rwc", path.display());
@@ -229,6 +248,27 @@ async fn isolate_database(config: Config) -> (Config, Cleanup) {
             )
         }
     }
+}
+
+/// A fresh schema in the PostgreSQL database at `base_url`, dropped with the server.
+async fn postgres_schema(config: Config, base_url: String) -> (Config, Cleanup) {
+    let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+    let db = Database::connect(base_url.as_str())
+        .await
+        .expect("connect to PostgreSQL");
+    db.execute_unprepared(&format!("CREATE SCHEMA \"{schema}\""))
+        .await
+        .expect("create schema");
+    db.close().await.expect("close");
+    let separator = if base_url.contains('?') { '&' } else { '?' };
+    let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
+    (
+        Config {
+            database_url: url,
+            ..config
+        },
+        Cleanup::PostgresSchema { base_url, schema },
+    )
 }
 
 /// What came back: status, headers and the JSON body.

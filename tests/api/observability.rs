@@ -1,0 +1,83 @@
+//! `/metrics` and request ids.
+
+use std::sync::OnceLock;
+
+use gatehouse::Config;
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+
+use crate::common::TestServer;
+
+/// The `metrics` recorder is process-wide: one for every server of this test binary.
+fn recorder() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| gatehouse::telemetry::install().expect("install the recorder"))
+        .clone()
+}
+
+#[tokio::test]
+async fn metrics_count_operations_outcomes_and_login_failures() {
+    let handle = recorder();
+    let server = TestServer::start_preparing(Config::for_test(), move |state| state.metrics = Some(handle)).await;
+    let (token, _, username) = server.signup("metered").await;
+    server.gql(Some(&token), "{ me { id } }", json!({})).await.data("me");
+    let login = "mutation($u: String!) { login(input: {username: $u, password: \"not the password\"}) { token } }";
+    server
+        .gql(None, login, json!({ "u": username }))
+        .await
+        .assert_code("UNAUTHENTICATED");
+    server
+        .gql(None, "{ nope }", json!({}))
+        .await
+        .assert_code("GRAPHQL_VALIDATION_FAILED");
+    let webhook = server
+        .http
+        .get(server.url("/auth/webhook"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(webhook.status(), 200);
+
+    let response = server.http.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    for expected in [
+        "gatehouse_graphql_requests_total{operation=\"me\",outcome=\"ok\"}",
+        "gatehouse_graphql_requests_total{operation=\"login\",outcome=\"error\"}",
+        "gatehouse_graphql_requests_total{operation=\"invalid\",outcome=\"error\"}",
+        "gatehouse_graphql_request_duration_seconds_bucket{operation=\"signup\",le=\"0.001\"}",
+        "gatehouse_login_failures_total",
+        "gatehouse_webhook_requests_total{outcome=\"allowed\"}",
+        "gatehouse_password_hash_queue_depth",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_are_404_without_a_recorder() {
+    let server = TestServer::start(Config::for_test()).await;
+    assert_eq!(
+        server.http.get(server.url("/metrics")).send().await.unwrap().status(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn every_response_carries_a_request_id() {
+    let server = TestServer::start(Config::for_test()).await;
+    let fresh = server.http.get(server.url("/healthz")).send().await.unwrap();
+    let id = fresh.headers()["x-request-id"].to_str().unwrap().to_owned();
+    assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    // A gateway's id is kept, so log lines join up across services.
+    let forwarded = server
+        .http
+        .get(server.url("/healthz"))
+        .header("x-request-id", "edge-42")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forwarded.headers()["x-request-id"], "edge-42");
+}
