@@ -173,6 +173,11 @@ async fn execute(
     let state = &http.app;
     let identity = match identity::resolve(state, headers).await {
         Ok(identity) => identity,
+        // The database failing while checking a token says nothing about the token.
+        Err(rejection) if rejection.error.is_internal() => {
+            let body = error_body("internal server error", "INTERNAL_SERVER_ERROR");
+            return reply(format, StatusCode::SERVICE_UNAVAILABLE, body);
+        }
         Err(rejection) => return unauthorized(http, rejection, format),
     };
 

@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod auth_tokens;
 mod cli;
+mod failure;
 mod gateway_nginx;
 mod http_surface;
 mod jwks;

@@ -41,6 +41,11 @@ impl TestServer {
         Self::start_on(config, cleanup, |_| {}).await
     }
 
+    /// A server on exactly `config.database_url`, left in place afterwards.
+    pub async fn start_exactly(config: Config) -> TestServer {
+        Self::start_on(config, Cleanup::Shared, |_| {}).await
+    }
+
     /// A server whose state is adjusted before it serves.
     pub async fn start_preparing(config: Config, prepare: impl FnOnce(&mut AppState)) -> TestServer {
         let (config, cleanup) = isolate_database(config).await;
