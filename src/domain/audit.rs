@@ -10,7 +10,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::client::ClientInfo;
-use crate::domain::page::{Page, PageRequest};
+use crate::domain::page::{self, Page, PageRequest};
 use crate::error::AppError;
 use crate::state::AppState;
 
@@ -125,7 +125,7 @@ pub async fn list(
         .await?;
     let mut query = audit_event::Entity::find().filter(filter);
     if let Some(after) = &request.after {
-        let (at, id) = parse_key(after)?;
+        let (at, id) = page::parse_time_key(after)?;
         query = query.filter(
             Condition::any().add(audit_event::Column::At.lt(at)).add(
                 Condition::all()
@@ -141,13 +141,6 @@ pub async fn list(
         .all(&state.db)
         .await?;
     Ok(Page::from_rows(request, rows, total, |row| {
-        format!("{}|{}", row.at.to_rfc3339(), row.id)
+        page::time_key(row.at, row.id)
     }))
-}
-
-fn parse_key(key: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let bad = || AppError::bad_input("after", "after is not a cursor from this connection");
-    let (at, id) = key.split_once('|').ok_or_else(bad)?;
-    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
-    Ok((at, id.parse().map_err(|_| bad())?))
 }

@@ -3,6 +3,8 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
 
 use crate::error::AppError;
 
@@ -69,6 +71,19 @@ impl<T> Page<T> {
     }
 }
 
+/// The sort key of a row ordered by a timestamp, its id breaking ties.
+pub fn time_key(at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}|{id}", at.to_rfc3339())
+}
+
+/// Reads back a `time_key` from an `after` cursor.
+pub fn parse_time_key(key: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
+    let bad = || AppError::bad_input("after", "after is not a cursor from this connection");
+    let (at, id) = key.split_once('|').ok_or_else(bad)?;
+    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
 pub fn encode_cursor(key: &str) -> String {
     URL_SAFE_NO_PAD.encode(format!("{CURSOR_PREFIX}{key}"))
 }
@@ -92,6 +107,13 @@ mod tests {
         assert_eq!(request.after.as_deref(), Some("alice"));
         assert!(PageRequest::new(Some(2), Some("bm9wZQ")).is_err());
         assert!(PageRequest::new(Some(2), Some("%%%")).is_err());
+    }
+
+    #[test]
+    fn time_keys_round_trip() {
+        let (at, id) = (Utc::now(), Uuid::new_v4());
+        assert_eq!(parse_time_key(&time_key(at, id)).unwrap(), (at, id));
+        assert!(parse_time_key("2026-01-01T00:00:00Z|nope").is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::auth::cache::Stale;
 use crate::auth::session::Caller;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
-use crate::domain::page::{Page, PageRequest};
+use crate::domain::page::{self, Page, PageRequest};
 use crate::domain::profile::Change;
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
@@ -117,7 +117,7 @@ pub async fn list(state: &AppState, caller: &Caller, request: &PageRequest) -> R
     let total = site::Entity::find().filter(filter.clone()).count(&state.db).await?;
     let mut query = site::Entity::find().filter(filter);
     if let Some(after) = &request.after {
-        let (at, id) = parse_key(after)?;
+        let (at, id) = page::parse_time_key(after)?;
         query = query.filter(
             Condition::any().add(site::Column::CreatedAt.gt(at)).add(
                 Condition::all()
@@ -133,15 +133,8 @@ pub async fn list(state: &AppState, caller: &Caller, request: &PageRequest) -> R
         .all(&state.db)
         .await?;
     Ok(Page::from_rows(request, rows, total, |row| {
-        format!("{}|{}", row.created_at.to_rfc3339(), row.id)
+        page::time_key(row.created_at, row.id)
     }))
-}
-
-fn parse_key(key: &str) -> Result<(DateTime<Utc>, Uuid), AppError> {
-    let bad = || AppError::bad_input("after", "after is not a cursor from this connection");
-    let (at, id) = key.split_once('|').ok_or_else(bad)?;
-    let at = DateTime::parse_from_rfc3339(at).map_err(|_| bad())?.with_timezone(&Utc);
-    Ok((at, id.parse().map_err(|_| bad())?))
 }
 
 pub async fn find(conn: &impl ConnectionTrait, site_id: Uuid) -> Result<Option<site::Model>, AppError> {

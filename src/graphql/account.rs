@@ -7,10 +7,10 @@ use uuid::Uuid;
 use crate::auth::cookie;
 use crate::auth::guard::{RequireRole, SelfOrAdmin};
 use crate::domain::account::{self, NewAccount, SignedIn};
-use crate::domain::profile::{self, Change, ProfileChanges};
+use crate::domain::profile::{self, ProfileChanges};
 use crate::domain::reset;
 use crate::graphql::types::{AuthPayload, User};
-use crate::graphql::ContextExt;
+use crate::graphql::{change, ContextExt};
 
 #[derive(Default)]
 pub struct AccountQuery;
@@ -99,14 +99,6 @@ pub struct ResetPasswordInput {
     pub token: String,
     /// 8 to 256 characters, not the username, not a common password.
     pub new_password: String,
-}
-
-fn change<T>(value: MaybeUndefined<T>) -> Change<T> {
-    match value {
-        MaybeUndefined::Undefined => Change::Keep,
-        MaybeUndefined::Null => Change::Clear,
-        MaybeUndefined::Value(value) => Change::Set(value),
-    }
 }
 
 #[derive(Default)]

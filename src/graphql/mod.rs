@@ -89,6 +89,16 @@ impl ContextExt for Context<'_> {
     }
 }
 
+/// An optional input field as a domain change: omitted keeps, `null` clears, a value sets.
+pub(crate) fn change<T>(value: async_graphql::MaybeUndefined<T>) -> crate::domain::profile::Change<T> {
+    use crate::domain::profile::Change;
+    match value {
+        async_graphql::MaybeUndefined::Undefined => Change::Keep,
+        async_graphql::MaybeUndefined::Null => Change::Clear,
+        async_graphql::MaybeUndefined::Value(value) => Change::Set(value),
+    }
+}
+
 /// How a finished response should be reported over HTTP.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {

@@ -6,13 +6,12 @@ use uuid::Uuid;
 
 use crate::auth::guard::{RequireRole, SiteRoleAtLeast};
 use crate::domain::page::PageRequest;
-use crate::domain::profile::Change;
 use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
 use crate::graphql::connection::SiteConnection;
 use crate::graphql::loaders::{Loaded, MembershipsBySite, SiteById, UserById};
 use crate::graphql::types::User;
-use crate::graphql::ContextExt;
+use crate::graphql::{change, ContextExt};
 
 /// A role on a site.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -261,12 +260,9 @@ impl SiteMutation {
     /// Changes a site's name or description; site admins and managers.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Manager)")]
     async fn update_site(&self, ctx: &Context<'_>, id: Uuid, input: UpdateSiteInput) -> Result<Site> {
-        let description = match input.description {
-            MaybeUndefined::Undefined => Change::Keep,
-            MaybeUndefined::Null => Change::Clear,
-            MaybeUndefined::Value(d) => Change::Set(d),
-        };
-        Ok(Site::new(site::update(ctx.state(), id, input.name, description).await?))
+        Ok(Site::new(
+            site::update(ctx.state(), id, input.name, change(input.description)).await?,
+        ))
     }
 
     /// Deletes a site and every membership on it; site admins and global admins.
