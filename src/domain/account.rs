@@ -13,6 +13,7 @@ use crate::auth::password::check_new_password;
 use crate::auth::session::{self, Caller, IssuedSession};
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
+use crate::domain::rate_limit::{self, Action};
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
 use crate::state::AppState;
@@ -130,6 +131,8 @@ pub async fn insert_user(
 
 /// Creates an account with role `user` and opens its first session, all in one transaction.
 pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> Result<SignedIn, AppError> {
+    // Every signup counts against the address, the successful ones above all (mass creation).
+    let _counted = rate_limit::admit(state, Action::Signup, None, client.ip).await?;
     let email = check_new_account(&new)?;
     let password_hash = state.passwords.hash(&new.password).await?;
     let now = state.clock.now();
@@ -146,13 +149,15 @@ pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> R
 }
 
 /// Checks a username and password and opens a session. An unknown name costs the same
-/// hashing as a wrong password and fails with the same error.
+/// hashing as a wrong password and fails with the same error. Over the rate limit, the
+/// attempt is refused before any hashing (API.md §7).
 pub async fn login(
     state: &AppState,
     username: &str,
     password: &str,
     client: &ClientInfo,
 ) -> Result<SignedIn, AppError> {
+    let attempt = rate_limit::admit(state, Action::Login, Some(username), client.ip).await?;
     let user = find_by_username(&state.db, username).await?;
     let verified = state
         .passwords
@@ -173,6 +178,7 @@ pub async fn login(
             return Err(AppError::InvalidCredentials);
         }
     };
+    attempt.succeeded(state).await?;
     let txn = state.db.begin().await?;
     let session = session::open(&txn, state, user.id, client).await?;
     audit::record(&txn, now, Event::own(Kind::Login, user.id, client)).await?;
