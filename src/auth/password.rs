@@ -2,6 +2,7 @@
 //! and the password rules of API.md §7. Accounts and their storage are `domain::account`'s.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -27,6 +28,8 @@ pub struct PasswordHasher {
     /// A hash of a random password, verified against when the username is unknown so that
     /// both failures cost the same.
     dummy_hash: Arc<str>,
+    /// Hashes and verifications run so far: shows that a rate-limited attempt costs none.
+    runs: Arc<AtomicU64>,
 }
 
 impl PasswordHasher {
@@ -40,6 +43,7 @@ impl PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(cores)),
             dummy_hash: dummy_hash.into(),
+            runs: Arc::default(),
         })
     }
 
@@ -65,11 +69,17 @@ impl PasswordHasher {
         Ok(known && matches)
     }
 
+    /// How many hashes and verifications this hasher (and its clones) has run.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, AppError> {
         let _permit = self.permits.acquire().await.map_err(|e| AppError::Internal(e.into()))?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
         let result = tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| AppError::Internal(e.into()))?;

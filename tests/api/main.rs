@@ -12,6 +12,7 @@ mod http_surface;
 mod jwks;
 mod login;
 mod profile;
+mod rate_limits;
 mod reset;
 mod sessions;
 mod signup;
