@@ -8,6 +8,7 @@ mod audit;
 mod auth_tokens;
 mod cli;
 mod gateway_nginx;
+mod hardening;
 mod http_surface;
 mod jwks;
 mod login;
