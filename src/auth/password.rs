@@ -161,4 +161,20 @@ mod tests {
         assert!(!hasher.verify("wrong horse", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("correct horse", None).await.unwrap());
     }
+
+    #[tokio::test]
+    async fn long_and_unicode_passwords_are_kept_whole() {
+        let hasher = PasswordHasher::new(64, 1, 1).unwrap();
+        let long = format!("{}b", "a".repeat(255));
+        let hash = hasher.hash(&long).await.unwrap();
+        assert!(!hasher
+            .verify(&format!("{}c", "a".repeat(255)), Some(&hash))
+            .await
+            .unwrap());
+        assert!(hasher.verify(&long, Some(&hash)).await.unwrap());
+        let spaced = "pass phrase with spaces 🔑 é";
+        assert!(check_new_password("password", "alice", spaced).is_ok());
+        let hash = hasher.hash(spaced).await.unwrap();
+        assert!(hasher.verify(spaced, Some(&hash)).await.unwrap());
+    }
 }

@@ -7,6 +7,7 @@ mod admin;
 mod audit;
 mod auth_tokens;
 mod cli;
+mod fuzz;
 mod gateway_nginx;
 mod hardening;
 mod http_surface;
