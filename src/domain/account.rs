@@ -320,6 +320,9 @@ pub async fn change_password(
     let user = find(&state.db, caller.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
+    // A wrong current password is a failed login by another name: a stolen session must not
+    // become an unlimited password oracle.
+    let attempt = rate_limit::admit(state, Action::Login, Some(&user.username), client.ip).await?;
     if !state
         .passwords
         .verify(current_password, Some(&user.password_hash))
@@ -327,6 +330,7 @@ pub async fn change_password(
     {
         return Err(AppError::bad_input("currentPassword", "current password is wrong"));
     }
+    attempt.succeeded(state).await?;
     check_new_password("newPassword", &user.username, new_password)?;
     let password_hash = state.passwords.hash(new_password).await?;
     let txn = state.db.begin().await?;

@@ -236,3 +236,38 @@ async fn graphiql_gets_a_strict_content_security_policy() {
     assert!(inline >= 1, "the page has its inline start-up script");
     assert_eq!(scripts.matches("'sha256-").count(), inline);
 }
+
+#[tokio::test]
+async fn deeply_nested_documents_and_variables_are_refused_without_harm() {
+    let server = TestServer::start(Config::for_test()).await;
+    let n = 100_000;
+    let fields = format!("{{ {} }}", "me {".repeat(n) + &"}".repeat(n));
+    let lists = format!("{{ user(id: {}1{}) {{ id }} }}", "[".repeat(n), "]".repeat(n));
+    for query in [fields, lists] {
+        server
+            .gql(None, &query, json!({}))
+            .await
+            .assert_code("GRAPHQL_PARSE_FAILED");
+    }
+    // Variables nested past what the JSON reader accepts: a plain 400.
+    let body = format!(
+        "{{\"query\": \"{{ __typename }}\", \"variables\": {{\"v\": {}1{}}}}}",
+        "[".repeat(n),
+        "]".repeat(n)
+    );
+    let response = server
+        .http
+        .post(server.url("/graphql"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let reply = Reply::from(response).await;
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    reply.assert_code("BAD_REQUEST");
+    assert_eq!(
+        server.gql(None, "{ __typename }", json!({})).await.data("__typename"),
+        "Query"
+    );
+}

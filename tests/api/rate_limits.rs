@@ -220,3 +220,22 @@ async fn signups_and_resets_are_limited_per_address() {
     let (token, _, _) = server.signup("later").await;
     assert!(!token.is_empty());
 }
+
+#[tokio::test]
+async fn wrong_current_passwords_count_as_failed_logins() {
+    let server = TestServer::start(Config {
+        rate_limit_login_user: 2,
+        ..Config::for_test()
+    })
+    .await;
+    let (token, _, username) = server.signup("changer").await;
+    let change = "mutation($c: String!) { changePassword(input: {currentPassword: $c, newPassword: \"a brand new password\"}) { token } }";
+    for guess in ["wrong guess 1", "wrong guess 2"] {
+        server
+            .gql(Some(&token), change, json!({ "c": guess }))
+            .await
+            .assert_code("BAD_USER_INPUT");
+    }
+    retry_after(&server.gql(Some(&token), change, json!({ "c": PASSWORD })).await);
+    retry_after(&login(&server, &username, PASSWORD).await);
+}
