@@ -11,6 +11,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
@@ -68,10 +69,15 @@ pub fn router(state: AppState) -> Router {
         // A request id on every log line and response: the gateway's, or a fresh UUID.
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    match cors {
+    let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
-    }
+    };
+    // Browsers must take every answer as the type it says, never sniff one (JSON as HTML).
+    router.layer(SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
 }
 
 /// Serves until `shutdown` resolves, lets in-flight requests finish, then writes what is
@@ -96,7 +102,7 @@ pub async fn serve(
     served
 }
 
-/// Periodic background work: last-seen batches and expired-session sweeps.
+/// Periodic background work: last-seen batches, expired-session and old-attempt sweeps.
 async fn upkeep(state: AppState) {
     let mut flush = tokio::time::interval(LAST_SEEN_FLUSH_EVERY);
     let mut sweep = tokio::time::interval(EXPIRED_SWEEP_EVERY);
@@ -108,6 +114,10 @@ async fn upkeep(state: AppState) {
                 }
             }
             _ = sweep.tick() => {
+                // Attempts that left the rate-limit window no longer count.
+                if let Err(e) = domain::rate_limit::delete_old(&state).await {
+                    tracing::warn!(error = %e, "could not delete old attempts");
+                }
                 loop {
                     match domain::session::delete_expired(&state, EXPIRED_SWEEP_BATCH).await {
                         Ok(n) if n == EXPIRED_SWEEP_BATCH => continue,

@@ -96,6 +96,26 @@ pub struct Config {
     )]
     pub reset_url_template: String,
 
+    /// Failed logins allowed per case-folded username (from any address) within RATE_LIMIT_WINDOW; 0 turns the limit off.
+    #[arg(long, env = "RATE_LIMIT_LOGIN_USER", default_value_t = 10)]
+    pub rate_limit_login_user: u32,
+
+    /// Failed logins allowed per client address within RATE_LIMIT_WINDOW; 0 turns the limit off.
+    #[arg(long, env = "RATE_LIMIT_LOGIN_IP", default_value_t = 100)]
+    pub rate_limit_login_ip: u32,
+
+    /// Signup attempts allowed per client address within RATE_LIMIT_WINDOW; 0 turns the limit off.
+    #[arg(long, env = "RATE_LIMIT_SIGNUP_IP", default_value_t = 20)]
+    pub rate_limit_signup_ip: u32,
+
+    /// Password-reset requests plus failed resets allowed per client address within RATE_LIMIT_WINDOW; 0 turns the limit off.
+    #[arg(long, env = "RATE_LIMIT_RESET_IP", default_value_t = 20)]
+    pub rate_limit_reset_ip: u32,
+
+    /// Length in seconds of the sliding window the RATE_LIMIT_* counts are taken over.
+    #[arg(long, env = "RATE_LIMIT_WINDOW", default_value_t = 900)]
+    pub rate_limit_window: u64,
+
     /// Comma-separated proxy addresses or CIDRs whose X-Forwarded-For is believed.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',', value_parser = parse_net)]
     pub trusted_proxies: Vec<IpNet>,
@@ -115,6 +135,10 @@ pub struct Config {
     /// Most aliases accepted in one GraphQL document.
     #[arg(long, env = "GRAPHQL_MAX_ALIASES", default_value_t = 30)]
     pub graphql_max_aliases: usize,
+
+    /// Most credential operations (login, signup, changePassword, resetPassword) one GraphQL document may run.
+    #[arg(long, env = "GRAPHQL_MAX_CREDENTIAL_OPERATIONS", default_value_t = 1)]
+    pub graphql_max_credential_operations: usize,
 }
 
 fn parse_net(value: &str) -> Result<IpNet, String> {
@@ -187,6 +211,13 @@ impl Config {
         if !self.reset_url_template.contains("{token}") {
             return Err("RESET_URL_TEMPLATE must contain {token}".into());
         }
+        let max_window = crate::domain::rate_limit::MAX_WINDOW_SECONDS;
+        if self.rate_limit_window == 0 || self.rate_limit_window > max_window as u64 {
+            return Err(format!("RATE_LIMIT_WINDOW must be 1 to {max_window} seconds"));
+        }
+        if self.graphql_max_credential_operations == 0 {
+            return Err("GRAPHQL_MAX_CREDENTIAL_OPERATIONS must be at least 1".into());
+        }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be positive".into());
         }
@@ -226,11 +257,17 @@ impl Config {
             smtp_url: None,
             mail_from: "gatehouse@localhost".into(),
             reset_url_template: "http://127.0.0.1:8080/reset-password?token={token}".into(),
+            rate_limit_login_user: 10,
+            rate_limit_login_ip: 100,
+            rate_limit_signup_ip: 20,
+            rate_limit_reset_ip: 20,
+            rate_limit_window: 900,
             trusted_proxies: Vec::new(),
             max_body_bytes: 1_048_576,
             graphql_max_depth: 12,
             graphql_max_complexity: 1000,
             graphql_max_aliases: 30,
+            graphql_max_credential_operations: 1,
         }
     }
 }

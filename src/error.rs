@@ -22,6 +22,9 @@ pub enum AppError {
     Conflict { field: &'static str },
     #[error("not found")]
     NotFound,
+    /// Too many attempts (API.md §7); `retry_after` is in seconds.
+    #[error("too many attempts, retry in {retry_after} seconds")]
+    RateLimited { retry_after: u64 },
     #[error("internal server error")]
     Internal(#[from] anyhow::Error),
     #[error("internal server error")]
@@ -48,6 +51,7 @@ impl AppError {
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::Conflict { .. } => "CONFLICT",
             AppError::NotFound => "NOT_FOUND",
+            AppError::RateLimited { .. } => "RATE_LIMITED",
             AppError::Internal(_) | AppError::Db(_) => "INTERNAL_SERVER_ERROR",
         }
     }
@@ -87,6 +91,9 @@ impl From<AppError> for async_graphql::Error {
         extensions.set("code", code);
         if let AppError::BadUserInput { field, .. } | AppError::Conflict { field } = &err {
             extensions.set("field", *field);
+        }
+        if let AppError::RateLimited { retry_after } = &err {
+            extensions.set("retryAfter", *retry_after);
         }
         gql
     }

@@ -1,6 +1,7 @@
 //! sea-orm entities of gatehouse: one module per table, no rules and no web types.
 //! Business rules live in the server's `domain` module; schema changes in `migration`.
 
+pub mod attempt;
 pub mod audit_event;
 pub mod password_reset;
 pub mod prelude;

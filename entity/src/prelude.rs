@@ -1,5 +1,6 @@
 //! Short names for the entities, for `use entity::prelude::*`.
 
+pub use super::attempt::Entity as Attempt;
 pub use super::audit_event::Entity as AuditEvent;
 pub use super::password_reset::Entity as PasswordReset;
 pub use super::server_setting::Entity as ServerSetting;

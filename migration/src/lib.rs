@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261130_000001_create_core_tables;
 mod m20261130_000002_create_audit_and_resets;
 mod m20261130_000003_create_sites;
+mod m20261201_000001_create_attempts;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000001_create_core_tables::Migration),
             Box::new(m20261130_000002_create_audit_and_resets::Migration),
             Box::new(m20261130_000003_create_sites::Migration),
+            Box::new(m20261201_000001_create_attempts::Migration),
         ]
     }
 }

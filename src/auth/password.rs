@@ -2,7 +2,7 @@
 //! and the password rules of API.md §7. Accounts and their storage are `domain::account`'s.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -30,6 +30,8 @@ pub struct PasswordHasher {
     dummy_hash: Arc<str>,
     /// Hashes waiting for a permit (the queue depth metric).
     waiting: Arc<AtomicI64>,
+    /// Hashes and verifications run so far: shows that a rate-limited attempt costs none.
+    runs: Arc<AtomicU64>,
 }
 
 impl PasswordHasher {
@@ -44,6 +46,7 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(cores)),
             dummy_hash: dummy_hash.into(),
             waiting: Arc::default(),
+            runs: Arc::default(),
         })
     }
 
@@ -69,6 +72,11 @@ impl PasswordHasher {
         Ok(known && matches)
     }
 
+    /// How many hashes and verifications this hasher (and its clones) has run.
+    pub fn runs(&self) -> u64 {
+        self.runs.load(Ordering::Relaxed)
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
@@ -79,6 +87,7 @@ impl PasswordHasher {
         let waiting = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
         metrics::gauge!(crate::telemetry::HASH_QUEUE).set(waiting as f64);
         let _permit = permit.map_err(|e| AppError::Internal(e.into()))?;
+        self.runs.fetch_add(1, Ordering::Relaxed);
         let result = tokio::task::spawn_blocking(work)
             .await
             .map_err(|e| AppError::Internal(e.into()))?;
@@ -159,5 +168,21 @@ mod tests {
         assert!(hasher.verify("correct horse", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("wrong horse", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("correct horse", None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn long_and_unicode_passwords_are_kept_whole() {
+        let hasher = PasswordHasher::new(64, 1, 1).unwrap();
+        let long = format!("{}b", "a".repeat(255));
+        let hash = hasher.hash(&long).await.unwrap();
+        assert!(!hasher
+            .verify(&format!("{}c", "a".repeat(255)), Some(&hash))
+            .await
+            .unwrap());
+        assert!(hasher.verify(&long, Some(&hash)).await.unwrap());
+        let spaced = "pass phrase with spaces 🔑 é";
+        assert!(check_new_password("password", "alice", spaced).is_ok());
+        let hash = hasher.hash(spaced).await.unwrap();
+        assert!(hasher.verify(spaced, Some(&hash)).await.unwrap());
     }
 }

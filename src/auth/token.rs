@@ -11,6 +11,9 @@ use uuid::Uuid;
 
 use crate::auth::jwk::PrivateKey;
 
+/// Clock skew tolerated on `iat` between instances sharing a database.
+const IAT_LEEWAY_SECONDS: i64 = 30;
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
     pub sub: Uuid,
@@ -79,12 +82,21 @@ impl TokenKeys {
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding)?)
     }
 
-    /// Checks signature, algorithm and expiry; `None` for anything short of a valid token.
+    /// Checks key id, signature, algorithm and times; `None` for anything short of a valid
+    /// token. Expiry has no leeway (the token and its session expire together, on the same
+    /// clock); an `iat` in the future is allowed `IAT_LEEWAY_SECONDS` of clock skew between
+    /// instances.
     pub fn verify(&self, token: &str, now_unix: i64) -> Option<Claims> {
+        // A token naming another key (or any key, under a shared secret) was not made by
+        // this server: refused before the signature is even looked at.
+        if jsonwebtoken::decode_header(token).ok()?.kid != self.kid {
+            return None;
+        }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .ok()?
             .claims;
-        (claims.exp > now_unix).then_some(claims)
+        let fresh = claims.exp > now_unix && claims.iat <= now_unix.saturating_add(IAT_LEEWAY_SECONDS);
+        fresh.then_some(claims)
     }
 }
 
@@ -222,6 +234,33 @@ mod tests {
         let payload = token.split('.').nth(1).unwrap();
         let none_header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
         assert_eq!(keys.verify(&format!("{none_header}.{payload}."), 50), None);
+    }
+
+    #[test]
+    fn other_key_ids_and_future_issue_times_are_refused() {
+        let secret = b"0123456789abcdef0123456789abcdef";
+        let keys = TokenKeys::hs256(secret);
+        let c = claims(1000);
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("other-key".into());
+        let with_kid = jsonwebtoken::encode(&header, &c, &EncodingKey::from_secret(secret)).unwrap();
+        assert_eq!(keys.verify(&with_kid, 50), None, "a kid under a shared secret");
+
+        let key = crate::auth::jwk::from_pem(ED25519_PEM).unwrap();
+        let encoding = key.encoding.clone();
+        let ed_keys = TokenKeys::asymmetric(key);
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some("not-our-thumbprint".into());
+        let wrong_kid = jsonwebtoken::encode(&header, &c, &encoding).unwrap();
+        assert_eq!(ed_keys.verify(&wrong_kid, 50), None, "a different kid");
+        let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::EdDSA), &c, &encoding).unwrap();
+        assert_eq!(ed_keys.verify(&no_kid, 50), None, "no kid");
+
+        let mut future = claims(1000);
+        future.iat = 50 + IAT_LEEWAY_SECONDS + 1;
+        assert_eq!(keys.verify(&keys.sign(&future).unwrap(), 50), None);
+        future.iat = 50 + IAT_LEEWAY_SECONDS;
+        assert!(keys.verify(&keys.sign(&future).unwrap(), 50).is_some());
     }
 
     #[test]

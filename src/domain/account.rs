@@ -14,6 +14,7 @@ use crate::auth::password::check_new_password;
 use crate::auth::session::{self, Caller, IssuedSession};
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
+use crate::domain::rate_limit::{self, Action};
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
 use crate::state::AppState;
@@ -131,6 +132,8 @@ pub async fn insert_user(
 
 /// Creates an account with role `user` and opens its first session, all in one transaction.
 pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> Result<SignedIn, AppError> {
+    // Every signup counts against the address, the successful ones above all (mass creation).
+    let _counted = rate_limit::admit(state, Action::Signup, None, client.ip).await?;
     let email = check_new_account(&new)?;
     let password_hash = state.passwords.hash(&new.password).await?;
     let now = state.clock.now();
@@ -147,13 +150,15 @@ pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> R
 }
 
 /// Checks a username and password and opens a session. An unknown name costs the same
-/// hashing as a wrong password and fails with the same error.
+/// hashing as a wrong password and fails with the same error. Over the rate limit, the
+/// attempt is refused before any hashing (API.md §7).
 pub async fn login(
     state: &AppState,
     username: &str,
     password: &str,
     client: &ClientInfo,
 ) -> Result<SignedIn, AppError> {
+    let attempt = rate_limit::admit(state, Action::Login, Some(username), client.ip).await?;
     let user = find_by_username(&state.db, username).await?;
     let verified = state
         .passwords
@@ -175,6 +180,7 @@ pub async fn login(
             return Err(AppError::InvalidCredentials);
         }
     };
+    attempt.succeeded(state).await?;
     let txn = state.db.begin().await?;
     let session = session::open(&txn, state, user.id, client).await?;
     audit::record(&txn, now, Event::own(Kind::Login, user.id, client)).await?;
@@ -316,6 +322,9 @@ pub async fn change_password(
     let user = find(&state.db, caller.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
+    // A wrong current password is a failed login by another name: a stolen session must not
+    // become an unlimited password oracle.
+    let attempt = rate_limit::admit(state, Action::Login, Some(&user.username), client.ip).await?;
     if !state
         .passwords
         .verify(current_password, Some(&user.password_hash))
@@ -323,6 +332,7 @@ pub async fn change_password(
     {
         return Err(AppError::bad_input("currentPassword", "current password is wrong"));
     }
+    attempt.succeeded(state).await?;
     check_new_password("newPassword", &user.username, new_password)?;
     let password_hash = state.passwords.hash(new_password).await?;
     let txn = state.db.begin().await?;

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod gateway;
 pub mod page;
 pub mod profile;
+pub mod rate_limit;
 pub mod reset;
 pub mod role;
 pub mod session;

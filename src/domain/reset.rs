@@ -14,6 +14,7 @@ use crate::auth::token::{new_session_secret, secret_hash};
 use crate::client::ClientInfo;
 use crate::domain::account::{self, SignedIn};
 use crate::domain::audit::{self, Event, Kind};
+use crate::domain::rate_limit::{self, Action};
 use crate::error::AppError;
 use crate::mail::Mail;
 use crate::state::AppState;
@@ -21,13 +22,23 @@ use crate::state::AppState;
 /// How long a reset link works.
 const RESET_TOKEN_MINUTES: i64 = 30;
 
-/// Starts a reset in the background and returns at once (API.md §5: always `true`).
-pub fn request_in_background(state: AppState, username: Option<String>, email: Option<String>, client: ClientInfo) {
+/// Starts a reset in the background and returns at once (API.md §5: always `true`), unless
+/// the address is over its rate limit: that is refused whether or not the account exists,
+/// so the refusal tells nothing about accounts either.
+pub async fn request_in_background(
+    state: AppState,
+    username: Option<String>,
+    email: Option<String>,
+    client: ClientInfo,
+) -> Result<(), AppError> {
+    // Every request counts: each may send a mail.
+    let _counted = rate_limit::admit(&state, Action::Reset, None, client.ip).await?;
     tokio::spawn(async move {
         if let Err(e) = request(&state, username, email, &client).await {
             tracing::error!(error = ?e, "password reset request failed");
         }
     });
+    Ok(())
 }
 
 /// Finds the account (username wins over email), stores a fresh token, voids older ones and
@@ -97,6 +108,8 @@ pub async fn reset(
     new_password: &str,
     client: &ClientInfo,
 ) -> Result<SignedIn, AppError> {
+    // Failed uses count against the address, so reset tokens cannot be guessed at length.
+    let attempt = rate_limit::admit(state, Action::Reset, None, client.ip).await?;
     let invalid = || AppError::bad_input("token", "reset token is invalid, used or expired");
     let now = state.clock.now();
     let pending = password_reset::Entity::find()
@@ -122,6 +135,7 @@ pub async fn reset(
     }
     let signed_in = account::replace_password(state, &txn, user, password_hash, client, Kind::PasswordReset).await?;
     txn.commit().await?;
+    attempt.succeeded(state).await?;
     state.sessions_changed(Stale::User(signed_in.user.id)).await;
     Ok(signed_in)
 }

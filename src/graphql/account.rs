@@ -152,10 +152,10 @@ impl AccountMutation {
 
     /// Mails a single-use reset link valid 30 minutes when the account exists. Always true, answered at once,
     /// so it tells nothing about which accounts exist.
-    async fn request_password_reset(&self, ctx: &Context<'_>, input: RequestPasswordResetInput) -> bool {
+    async fn request_password_reset(&self, ctx: &Context<'_>, input: RequestPasswordResetInput) -> Result<bool> {
         let client = ctx.client().clone();
-        reset::request_in_background(ctx.state().clone(), input.username, input.email, client);
-        true
+        reset::request_in_background(ctx.state().clone(), input.username, input.email, client).await?;
+        Ok(true)
     }
 
     /// Sets a new password with a reset token: the token is used up, every session closes and a new one is

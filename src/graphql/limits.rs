@@ -1,5 +1,6 @@
 //! Document limits of API.md §2, checked on the parsed document before anything runs:
-//! depth, complexity (one per field, times `first` on connections) and alias count.
+//! depth, complexity (one per field, times `first` on connections), alias count, and at
+//! most one credential operation (`login`, `signup`, ...) per document.
 //! Introspection fields are exempt while introspection is on, so GraphiQL and codegen work.
 
 use std::collections::{HashMap, HashSet};
@@ -12,11 +13,16 @@ use async_graphql_value::Value;
 const DEFAULT_PAGE_SIZE: usize = 20;
 /// Fields that return a page of `first` items.
 const CONNECTION_FIELDS: &[&str] = &["sites", "users", "auditEvents"];
+/// Mutations that check or set a password: one per document, so aliases cannot batch
+/// password guesses or hashing work into a single request.
+const CREDENTIAL_FIELDS: &[&str] = &["login", "signup", "changePassword", "resetPassword"];
 
 pub struct Limits {
     pub max_depth: usize,
     pub max_complexity: usize,
     pub max_aliases: usize,
+    /// How many of `CREDENTIAL_FIELDS` one document may run (1 by default).
+    pub max_credential_operations: usize,
     pub introspection: bool,
 }
 
@@ -51,6 +57,14 @@ pub fn check(
     let Some((_, operation)) = operation else {
         return Ok(None);
     };
+    let credential_operations = count_credential_fields(doc, &operation.node.selection_set.node);
+    if credential_operations > limits.max_credential_operations {
+        return Err(format!(
+            "document runs {credential_operations} of {}; at most {} allowed per request",
+            CREDENTIAL_FIELDS.join(", "),
+            limits.max_credential_operations
+        ));
+    }
     let mut meter = Meter {
         doc,
         variables,
@@ -167,6 +181,43 @@ impl<'d> Meter<'d> {
     }
 }
 
+/// Credential fields at the root of an operation, aliases and fragments included. A fragment
+/// spread twice counts twice: refusing such a document is harmless, and each fragment is
+/// walked once, so nesting spreads cannot blow the walk up.
+fn count_credential_fields(doc: &ExecutableDocument, root: &SelectionSet) -> usize {
+    fn in_set<'d>(
+        doc: &'d ExecutableDocument,
+        set: &'d SelectionSet,
+        seen: &mut HashMap<&'d Name, usize>,
+        visiting: &mut HashSet<&'d Name>,
+    ) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => usize::from(CREDENTIAL_FIELDS.contains(&f.node.name.node.as_str())),
+                Selection::InlineFragment(i) => in_set(doc, &i.node.selection_set.node, seen, visiting),
+                Selection::FragmentSpread(spread) => {
+                    let name = &spread.node.fragment_name.node;
+                    if let Some(count) = seen.get(name) {
+                        return *count;
+                    }
+                    let Some(fragment) = doc.fragments.get(name) else {
+                        return 0;
+                    };
+                    if !visiting.insert(name) {
+                        return 0;
+                    }
+                    let count = in_set(doc, &fragment.node.selection_set.node, seen, visiting);
+                    visiting.remove(name);
+                    seen.insert(name, count);
+                    count
+                }
+            })
+            .fold(0, usize::saturating_add)
+    }
+    in_set(doc, root, &mut HashMap::new(), &mut HashSet::new())
+}
+
 fn count_aliases(doc: &ExecutableDocument) -> usize {
     fn in_set(set: &SelectionSet) -> usize {
         set.items
@@ -197,6 +248,7 @@ mod tests {
             max_depth: 12,
             max_complexity: 1000,
             max_aliases: 30,
+            max_credential_operations: 1,
             introspection: true,
         }
     }
@@ -277,6 +329,28 @@ mod tests {
         q.push_str(" fragment F40 on User { id }");
         let err = run(&q, &limits()).unwrap_err();
         assert!(err.contains("complexity"), "{err}");
+    }
+
+    #[test]
+    fn one_credential_operation_per_document() {
+        let login = r#"login(input: {username: "a", password: "b"}) { token }"#;
+        assert!(run(&format!("mutation {{ {login} }}"), &limits()).is_ok());
+        for doc in [
+            format!("mutation {{ a: {login} b: {login} }}"),
+            format!("mutation {{ {login} signup(input: {{username: \"a\", password: \"b\"}}) {{ token }} }}"),
+            format!("mutation {{ ...F }} fragment F on Mutation {{ a: {login} b: {login} }}"),
+            format!("mutation {{ {login} ... on Mutation {{ x: {login} }} }}"),
+            format!("mutation {{ ...F ...F }} fragment F on Mutation {{ {login} }}"),
+        ] {
+            let err = run(&doc, &limits()).unwrap_err();
+            assert!(err.contains("at most 1 allowed"), "{doc}: {err}");
+        }
+        // Only the operation that runs counts.
+        let doc = format!("mutation A {{ {login} }} mutation B {{ {login} }}");
+        let parsed = parse_query(&doc).unwrap();
+        assert!(check(&parsed, Some("A"), &Variables::default(), &limits()).is_ok());
+        // Nested fields of the same name are not credential operations.
+        assert!(run("{ me { id } }", &limits()).is_ok());
     }
 
     #[test]

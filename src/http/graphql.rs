@@ -3,14 +3,13 @@
 
 use std::net::SocketAddr;
 
-use async_graphql::http::GraphiQLSource;
 use std::time::Instant;
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::app::HttpState;
 use crate::auth::cookie;
@@ -21,10 +20,19 @@ use crate::error::error_body;
 use crate::graphql::limits::{self, Limits};
 use crate::graphql::loaders;
 use crate::graphql::{finish_errors, Outcome};
+use crate::http::graphiql;
 use crate::telemetry;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
+/// Headers a cross-site form or tag cannot send, so their presence forces a CORS preflight.
+const PREFLIGHT_HEADERS: &[&str] = &[
+    "apollo-require-preflight",
+    "x-apollo-operation-name",
+    "x-requested-with",
+];
+/// The content types a browser sends cross-site without a preflight.
+const SIMPLE_CONTENT_TYPES: &[&str] = &["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"];
 
 /// The media type the client gets, per the GraphQL-over-HTTP spec.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -121,9 +129,14 @@ pub async fn get(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     if wants_html && http.app.config.graphiql && !query.split('&').any(|p| p.starts_with("query=")) {
-        return graphiql();
+        return graphiql::page();
     }
     let format = Format::negotiate(&headers);
+    if is_forgeable(&headers, &http.app.config.cookie_name) {
+        let message = "a GET request authenticated by cookie needs an `apollo-require-preflight` or \
+                       `x-requested-with` header (cross-site request forgery protection)";
+        return reply(format, StatusCode::BAD_REQUEST, error_body(message, "BAD_REQUEST"));
+    }
     match async_graphql::http::parse_query_string(&query) {
         Ok(request) => execute(&http, peer, &headers, request, Method::Get, format).await,
         Err(_) => {
@@ -133,9 +146,26 @@ pub async fn get(
     }
 }
 
-fn graphiql() -> Response {
-    let page = GraphiQLSource::build().endpoint("/graphql").title("gatehouse").finish();
-    Html(page).into_response()
+/// Cross-site request forgery on GET: a browser attaches the session cookie to any
+/// cross-site GET (an `<img>`, a link), and a "simple" request gets no CORS preflight. So a
+/// GET whose credential is the cookie must show it could not be simple, as Apollo Server's
+/// CSRF prevention asks: a header a form or tag cannot set, or a non-simple content type.
+/// Bearer tokens are never sent by browsers on their own, so they need no such proof.
+fn is_forgeable(headers: &HeaderMap, cookie_name: &str) -> bool {
+    let from_cookie = matches!(
+        identity::credential(headers, cookie_name),
+        Some((_, TokenSource::Cookie))
+    );
+    if !from_cookie {
+        return false;
+    }
+    let has_preflight_header = PREFLIGHT_HEADERS.iter().any(|name| headers.contains_key(*name));
+    let non_simple_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .is_some_and(|essence| !SIMPLE_CONTENT_TYPES.contains(&essence.as_str()));
+    !(has_preflight_header || non_simple_type)
 }
 
 /// The body, unless it is larger than `limit` (announced or actual).
@@ -185,6 +215,7 @@ async fn execute(
         max_depth: state.config.graphql_max_depth,
         max_complexity: state.config.graphql_max_complexity,
         max_aliases: state.config.graphql_max_aliases,
+        max_credential_operations: state.config.graphql_max_credential_operations,
         introspection: state.config.introspection,
     };
     let operation_name = request.operation_name.clone();

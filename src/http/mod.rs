@@ -1,5 +1,6 @@
 //! Thin handlers: GraphQL over HTTP, the gateway webhook, the public keys, health checks.
 
+pub mod graphiql;
 pub mod graphql;
 pub mod health;
 pub mod jwks;
