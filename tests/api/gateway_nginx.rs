@@ -181,6 +181,11 @@ async fn the_documented_nginx_config_passes_identity_upstream() {
     gatehouse::domain::account::grant(&server.state.db, id, &["editor"], server.state.clock.now())
         .await
         .unwrap();
+    // As `grantRoles` does after its commit: no cached session keeps the old roles.
+    server
+        .state
+        .sessions_changed(gatehouse::auth::cache::Stale::User(id))
+        .await;
     let (status, echo) = through(&nginx, "/", &[("Authorization", &user), ("X-Hasura-Role", "editor")]).await;
     assert_eq!(status, 200);
     assert_eq!(seen(&echo, "x-hasura-role").as_deref(), Some("editor"));

@@ -70,6 +70,11 @@ async fn grant(server: &TestServer, user_id: &str, roles: &[&str]) {
     gatehouse::domain::account::grant(&server.state.db, id, roles, server.state.clock.now())
         .await
         .unwrap();
+    // As `grantRoles` does after its commit: no cached session keeps the old roles.
+    server
+        .state
+        .sessions_changed(gatehouse::auth::cache::Stale::User(id))
+        .await;
 }
 
 async fn logout(server: &TestServer, token: &str) {
