@@ -3,12 +3,11 @@
 
 use std::net::SocketAddr;
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::OperationType;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 
 use crate::app::HttpState;
 use crate::auth::cookie;
@@ -18,6 +17,7 @@ use crate::error::error_body;
 use crate::graphql::limits::{self, Limits};
 use crate::graphql::loaders;
 use crate::graphql::{finish_errors, Outcome};
+use crate::http::graphiql;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
 const APPLICATION_JSON: &str = "application/json";
@@ -117,7 +117,7 @@ pub async fn get(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|accept| accept.contains("text/html"));
     if wants_html && http.app.config.graphiql && !query.split('&').any(|p| p.starts_with("query=")) {
-        return graphiql();
+        return graphiql::page();
     }
     let format = Format::negotiate(&headers);
     match async_graphql::http::parse_query_string(&query) {
@@ -127,11 +127,6 @@ pub async fn get(
             reply(format, StatusCode::BAD_REQUEST, error_body(message, "BAD_REQUEST"))
         }
     }
-}
-
-fn graphiql() -> Response {
-    let page = GraphiQLSource::build().endpoint("/graphql").title("gatehouse").finish();
-    Html(page).into_response()
 }
 
 /// The body, unless it is larger than `limit` (announced or actual).
