@@ -79,6 +79,7 @@ pub struct SiteRoleAtLeast {
     site_id: Uuid,
     min: SiteRole,
     global_admin: bool,
+    granted: Option<SiteRole>,
 }
 
 impl SiteRoleAtLeast {
@@ -87,6 +88,7 @@ impl SiteRoleAtLeast {
             site_id,
             min,
             global_admin: false,
+            granted: None,
         }
     }
 
@@ -95,6 +97,12 @@ impl SiteRoleAtLeast {
             global_admin: true,
             ..self
         }
+    }
+
+    /// Counts a role the current request has just given the caller on the site, which the
+    /// roles read at the start of the request do not hold yet.
+    pub fn granted(self, granted: Option<SiteRole>) -> Self {
+        SiteRoleAtLeast { granted, ..self }
     }
 }
 
@@ -106,7 +114,7 @@ impl Guard for SiteRoleAtLeast {
         if self.global_admin && caller.has_role(role::ADMIN) {
             return Ok(());
         }
-        match site::role_on(caller, self.site_id) {
+        match site::role_on(caller, self.site_id).max(self.granted) {
             Some(held) if held >= self.min => Ok(()),
             Some(_) => Err(AppError::Forbidden.into()),
             None if caller.has_role(role::ADMIN) => Err(AppError::Forbidden.into()),

@@ -46,17 +46,27 @@ impl From<SiteRole> for DomainSiteRole {
     }
 }
 
-/// A site (a tenant, a workspace).
 pub struct Site {
     row: site_row::Model,
+    /// A role this very request gave the caller on the site (`createSite`, `joinSite`): the
+    /// caller's roles were read when the request began, before the grant.
+    granted: Option<DomainSiteRole>,
 }
 
 impl Site {
     pub fn new(row: site_row::Model) -> Self {
-        Site { row }
+        Site { row, granted: None }
+    }
+
+    fn granted(row: site_row::Model, role: DomainSiteRole) -> Self {
+        Site {
+            row,
+            granted: Some(role),
+        }
     }
 }
 
+/// A site (a tenant, a workspace); roles on it read `<id>:admin`, `<id>:manager`, `<id>:user`.
 #[Object]
 impl Site {
     /// The site's id; roles on it read `<id>:admin`, `<id>:manager`, `<id>:user`.
@@ -80,13 +90,17 @@ impl Site {
     }
 
     /// The invitation code for `joinSite`; site admins and global admins only.
-    #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Admin).or_global_admin()")]
+    #[graphql(
+        guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Admin).or_global_admin().granted(self.granted)"
+    )]
     async fn code(&self) -> &str {
         &self.row.code
     }
 
     /// Everyone with a role on the site; site admins, managers and global admins only.
-    #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Manager).or_global_admin()")]
+    #[graphql(
+        guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Manager).or_global_admin().granted(self.granted)"
+    )]
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
         let members = ctx
             .data_unchecked::<DataLoader<MembershipsBySite>>()
@@ -104,16 +118,17 @@ impl Site {
         let role = ctx
             .identity()
             .caller()
-            .and_then(|caller| site::role_on(caller, self.row.id));
+            .and_then(|caller| site::role_on(caller, self.row.id))
+            .max(self.granted);
         role.into_iter().map(SiteRole::from).collect()
     }
 }
 
-/// What a holder of an invitation code may see before joining.
 pub struct SitePreview {
     row: site_row::Model,
 }
 
+/// What a holder of an invitation code may see before joining.
 #[Object]
 impl SitePreview {
     /// The site's id.
@@ -127,7 +142,6 @@ impl SitePreview {
     }
 }
 
-/// A user's role on a site.
 pub struct SiteMembership {
     row: member_row::Model,
 }
@@ -142,6 +156,7 @@ impl SiteMembership {
     }
 }
 
+/// A user's role on a site.
 #[Object]
 impl SiteMembership {
     /// The site.
@@ -190,7 +205,7 @@ impl SiteQuery {
 
     /// A site the caller holds a role on (any site for admins); null otherwise.
     #[graphql(guard = "RequireRole::user()")]
-    async fn site(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Site>> {
+    async fn site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<Option<Site>> {
         if !site::can_see(ctx.caller()?, id) {
             return Ok(None);
         }
@@ -199,7 +214,11 @@ impl SiteQuery {
 
     /// Looks a site up by its invitation code, before joining it.
     #[graphql(guard = "RequireRole::user()")]
-    async fn site_by_code(&self, ctx: &Context<'_>, code: String) -> Result<Option<SitePreview>> {
+    async fn site_by_code(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "An invitation code, as handed out by a site admin.")] code: String,
+    ) -> Result<Option<SitePreview>> {
         Ok(site::find_by_code(ctx.state(), &code)
             .await?
             .map(|row| SitePreview { row }))
@@ -231,14 +250,23 @@ pub struct SiteMutation;
 impl SiteMutation {
     /// Creates a site; the caller becomes its admin.
     #[graphql(guard = "RequireRole::user()")]
-    async fn create_site(&self, ctx: &Context<'_>, input: CreateSiteInput) -> Result<Site> {
+    async fn create_site(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new site.")] input: CreateSiteInput,
+    ) -> Result<Site> {
         let row = site::create(ctx.state(), ctx.caller()?, &input.name, input.description, ctx.client()).await?;
-        Ok(Site::new(row))
+        Ok(Site::granted(row, DomainSiteRole::Admin))
     }
 
     /// Changes a site's name or description; site admins and managers.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Manager)")]
-    async fn update_site(&self, ctx: &Context<'_>, id: Uuid, input: UpdateSiteInput) -> Result<Site> {
+    async fn update_site(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site's id.")] id: Uuid,
+        #[graphql(desc = "The fields to change.")] input: UpdateSiteInput,
+    ) -> Result<Site> {
         let description = match input.description {
             MaybeUndefined::Undefined => Change::Keep,
             MaybeUndefined::Null => Change::Clear,
@@ -249,28 +277,35 @@ impl SiteMutation {
 
     /// Deletes a site and every membership on it; site admins and global admins.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin).or_global_admin()")]
-    async fn delete_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
+    async fn delete_site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<bool> {
         site::delete(ctx.state(), ctx.caller()?, id, ctx.client()).await?;
         Ok(true)
     }
 
     /// Replaces the site's invitation code; the old one stops working at once. Site admins.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin)")]
-    async fn generate_site_code(&self, ctx: &Context<'_>, id: Uuid) -> Result<String> {
+    async fn generate_site_code(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site's id.")] id: Uuid,
+    ) -> Result<String> {
         Ok(site::regenerate_code(ctx.state(), id).await?)
     }
 
     /// Joins the site with this invitation code as `user`; joining twice changes nothing.
     #[graphql(guard = "RequireRole::user()")]
-    async fn join_site(&self, ctx: &Context<'_>, code: String) -> Result<Site> {
-        Ok(Site::new(
-            site::join(ctx.state(), ctx.caller()?, &code, ctx.client()).await?,
-        ))
+    async fn join_site(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site's invitation code.")] code: String,
+    ) -> Result<Site> {
+        let row = site::join(ctx.state(), ctx.caller()?, &code, ctx.client()).await?;
+        Ok(Site::granted(row, DomainSiteRole::User))
     }
 
     /// Drops the caller's role on the site; the last admin cannot leave.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::User)")]
-    async fn leave_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
+    async fn leave_site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<bool> {
         let caller = ctx.caller()?;
         site::set_role(ctx.state(), caller, id, caller.user_id, None, ctx.client()).await?;
         Ok(true)
@@ -282,9 +317,9 @@ impl SiteMutation {
     async fn set_site_role(
         &self,
         ctx: &Context<'_>,
-        site_id: Uuid,
-        user_id: Uuid,
-        role: Option<SiteRole>,
+        #[graphql(desc = "The site's id.")] site_id: Uuid,
+        #[graphql(desc = "The user given the role.")] user_id: Uuid,
+        #[graphql(desc = "The role on the site; null removes the user from it.")] role: Option<SiteRole>,
     ) -> Result<bool> {
         let role = role.map(DomainSiteRole::from);
         site::set_role(ctx.state(), ctx.caller()?, site_id, user_id, role, ctx.client()).await?;
