@@ -1,5 +1,6 @@
 //! What client developers read: the schema's descriptions (GraphiQL's docs, codegen comments,
-//! IDE hovers) on every type, field, argument, input field and enum value.
+//! IDE hovers) on every type, field, argument, input field and enum value, and the README's
+//! frontend setup, which must be the files `tests/clients/` runs.
 
 use async_graphql::parser::parse_schema;
 use async_graphql::parser::types::{TypeKind, TypeSystemDefinition};
@@ -55,4 +56,31 @@ fn every_type_field_argument_and_enum_value_is_described() {
         }
     }
     assert!(undescribed.is_empty(), "undescribed in the SDL: {undescribed:#?}");
+}
+
+/// `text` indented by four spaces, as a README code block holds it.
+fn indented(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            if line.is_empty() {
+                String::new()
+            } else {
+                format!("    {line}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn readme_frontend_setup_is_the_tested_client_code() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let readme = std::fs::read_to_string(format!("{root}/README.md")).unwrap();
+    for file in ["tests/clients/src/client.ts", "tests/clients/codegen.ts"] {
+        let code = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
+        assert!(
+            readme.contains(&indented(code.trim_end())),
+            "README.md \"Use it from a frontend\" no longer shows {file} as it is"
+        );
+    }
 }
