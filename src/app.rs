@@ -37,8 +37,11 @@ pub struct HttpState {
 pub fn router(state: AppState) -> Router {
     let schema = graphql::build(&state.config);
     let cors = cors_layer(&state);
-    let router = Router::new()
-        .route("/graphql", get(http::graphql::get).post(http::graphql::post))
+    let mut router = Router::new().route("/graphql", get(http::graphql::get).post(http::graphql::post));
+    if state.config.graphiql {
+        router = router.route("/graphql/assets/{file}", get(http::graphiql::asset));
+    }
+    let router = router
         .route("/auth/webhook", get(http::webhook::get).post(http::webhook::post))
         .route("/.well-known/jwks.json", get(http::jwks::get))
         .route("/healthz", get(http::health::healthz))

@@ -29,7 +29,7 @@ impl AccountQuery {
 
     /// A user by id: admins may read anyone, others only themselves. Null when no such user.
     #[graphql(guard = "SelfOrAdmin::new(id)")]
-    async fn user(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<User>> {
+    async fn user(&self, ctx: &Context<'_>, #[graphql(desc = "The user's id.")] id: Uuid) -> Result<Option<User>> {
         let row = account::find(&ctx.state().db, id).await?;
         Ok(row.map(|row| User::new(row, None)))
     }
@@ -107,7 +107,11 @@ pub struct AccountMutation;
 #[Object]
 impl AccountMutation {
     /// Creates an account with role `user` and signs it in (token returned and set as cookie).
-    async fn signup(&self, ctx: &Context<'_>, input: SignupInput) -> Result<AuthPayload> {
+    async fn signup(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new account.")] input: SignupInput,
+    ) -> Result<AuthPayload> {
         let new = NewAccount {
             username: input.username,
             password: input.password,
@@ -119,7 +123,11 @@ impl AccountMutation {
     }
 
     /// Signs in with username and password; a wrong name or password gets one and the same error.
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> Result<AuthPayload> {
+    async fn login(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Username and password.")] input: LoginInput,
+    ) -> Result<AuthPayload> {
         let signed_in = account::login(ctx.state(), &input.username, &input.password, ctx.client()).await?;
         Ok(start_session(ctx, signed_in))
     }
@@ -127,7 +135,11 @@ impl AccountMutation {
     /// Changes the caller's password: every session closes, the current one included, and a new one is returned.
     /// A wrong current password is BAD_USER_INPUT on `currentPassword`.
     #[graphql(guard = "RequireRole::user()")]
-    async fn change_password(&self, ctx: &Context<'_>, input: ChangePasswordInput) -> Result<AuthPayload> {
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The current password and the new one.")] input: ChangePasswordInput,
+    ) -> Result<AuthPayload> {
         let (state, caller, client) = (ctx.state(), ctx.caller()?, ctx.client());
         let signed_in =
             account::change_password(state, &caller, &input.current_password, &input.new_password, client).await?;
@@ -136,7 +148,11 @@ impl AccountMutation {
 
     /// Changes the caller's profile: omitted fields stay, `null` clears a field.
     #[graphql(guard = "RequireRole::user()")]
-    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> Result<User> {
+    async fn update_profile(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The profile fields to change.")] input: UpdateProfileInput,
+    ) -> Result<User> {
         let caller = ctx.caller()?;
         let changes = ProfileChanges {
             name: change(input.name),
@@ -152,7 +168,11 @@ impl AccountMutation {
 
     /// Mails a single-use reset link valid 30 minutes when the account exists. Always true, answered at once,
     /// so it tells nothing about which accounts exist.
-    async fn request_password_reset(&self, ctx: &Context<'_>, input: RequestPasswordResetInput) -> Result<bool> {
+    async fn request_password_reset(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's username or e-mail address.")] input: RequestPasswordResetInput,
+    ) -> Result<bool> {
         let client = ctx.client().clone();
         reset::request_in_background(ctx.state().clone(), input.username, input.email, client).await?;
         Ok(true)
@@ -160,7 +180,11 @@ impl AccountMutation {
 
     /// Sets a new password with a reset token: the token is used up, every session closes and a new one is
     /// returned. An unknown, used or expired token is BAD_USER_INPUT on `token`.
-    async fn reset_password(&self, ctx: &Context<'_>, input: ResetPasswordInput) -> Result<AuthPayload> {
+    async fn reset_password(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The reset token and the new password.")] input: ResetPasswordInput,
+    ) -> Result<AuthPayload> {
         let signed_in = reset::reset(ctx.state(), &input.token, &input.new_password, ctx.client()).await?;
         Ok(start_session(ctx, signed_in))
     }

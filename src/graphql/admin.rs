@@ -67,7 +67,11 @@ pub struct AdminMutation;
 impl AdminMutation {
     /// Creates an account with role `user` and the given roles. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
-    async fn create_user(&self, ctx: &Context<'_>, input: CreateUserInput) -> Result<User> {
+    async fn create_user(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new account.")] input: CreateUserInput,
+    ) -> Result<User> {
         let new = NewAccount {
             username: input.username,
             password: input.password,
@@ -81,13 +85,22 @@ impl AdminMutation {
 
     /// Deletes users and returns the ids actually deleted; their sessions end at once. The last admin cannot be deleted. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
-    async fn delete_users(&self, ctx: &Context<'_>, ids: Vec<Uuid>) -> Result<Vec<Uuid>> {
+    async fn delete_users(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The ids of the users to delete.")] ids: Vec<Uuid>,
+    ) -> Result<Vec<Uuid>> {
         Ok(admin::delete_users(ctx.state(), &ctx.caller()?, &ids, ctx.client()).await?)
     }
 
     /// Grants global roles, effective on the user's next request. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
-    async fn grant_roles(&self, ctx: &Context<'_>, user_id: Uuid, roles: Vec<String>) -> Result<User> {
+    async fn grant_roles(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] user_id: Uuid,
+        #[graphql(desc = "Role names matching `^[a-z][a-z0-9_-]{0,31}$`.")] roles: Vec<String>,
+    ) -> Result<User> {
         let (row, roles) = admin::grant_roles(ctx.state(), &ctx.caller()?, user_id, &roles, ctx.client()).await?;
         ctx.refresh_roles().await?;
         Ok(User::new(row, Some(roles)))
@@ -95,7 +108,12 @@ impl AdminMutation {
 
     /// Revokes global roles, effective on the user's next request; `user` stays, and the last admin keeps `admin`. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
-    async fn revoke_roles(&self, ctx: &Context<'_>, user_id: Uuid, roles: Vec<String>) -> Result<User> {
+    async fn revoke_roles(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] user_id: Uuid,
+        #[graphql(desc = "Role names to take away.")] roles: Vec<String>,
+    ) -> Result<User> {
         let (row, roles) = admin::revoke_roles(ctx.state(), &ctx.caller()?, user_id, &roles, ctx.client()).await?;
         ctx.refresh_roles().await?;
         Ok(User::new(row, Some(roles)))
@@ -103,7 +121,11 @@ impl AdminMutation {
 
     /// Ends every session of a user (a stolen laptop); returns how many. Admins only.
     #[graphql(guard = "RequireRole::admin()")]
-    async fn close_user_sessions(&self, ctx: &Context<'_>, user_id: Uuid) -> Result<i32> {
+    async fn close_user_sessions(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] user_id: Uuid,
+    ) -> Result<i32> {
         let closed = session::close_all(ctx.state(), ctx.caller()?.user_id, user_id, ctx.client()).await?;
         Ok(i32::try_from(closed).unwrap_or(i32::MAX))
     }

@@ -20,6 +20,7 @@ use crate::config::Config;
 use crate::error::AppError;
 use crate::state::AppState;
 
+/// What can be read: the caller, their sessions and sites, and (for admins) users and the audit log.
 #[derive(MergedObject, Default)]
 pub struct Query(
     account::AccountQuery,
@@ -28,6 +29,7 @@ pub struct Query(
     admin::AdminQuery,
 );
 
+/// What can be changed: accounts, sessions, sites, and (for admins) users and roles.
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     account::AccountMutation,

@@ -66,7 +66,11 @@ impl SessionMutation {
 
     /// Closes one of the caller's own sessions (the cookie is cleared when it is the current one).
     #[graphql(guard = "RequireRole::user()")]
-    async fn close_session(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
+    async fn close_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The session's id, from `sessions`.")] id: Uuid,
+    ) -> Result<bool> {
         let caller = ctx.caller()?;
         session::close(ctx.state(), caller.user_id, id, Kind::SessionClosed, ctx.client()).await?;
         if id == caller.session_id {

@@ -44,7 +44,6 @@ impl From<SiteRole> for DomainSiteRole {
     }
 }
 
-/// A site (a tenant, a workspace).
 pub struct Site {
     row: site_row::Model,
 }
@@ -55,6 +54,7 @@ impl Site {
     }
 }
 
+/// A site (a tenant, a workspace); roles on it read `<id>:admin`, `<id>:manager`, `<id>:user`.
 #[Object]
 impl Site {
     /// The site's id; roles on it read `<id>:admin`, `<id>:manager`, `<id>:user`.
@@ -99,19 +99,17 @@ impl Site {
 
     /// The caller's roles on this site.
     async fn my_roles(&self, ctx: &Context<'_>) -> Vec<SiteRole> {
-        let role = ctx
-            .identity()
-            .caller()
-            .and_then(|caller| site::role_on(caller, self.row.id));
+        let identity = ctx.identity();
+        let role = identity.caller().and_then(|caller| site::role_on(caller, self.row.id));
         role.into_iter().map(SiteRole::from).collect()
     }
 }
 
-/// What a holder of an invitation code may see before joining.
 pub struct SitePreview {
     row: site_row::Model,
 }
 
+/// What a holder of an invitation code may see before joining.
 #[Object]
 impl SitePreview {
     /// The site's id.
@@ -125,7 +123,6 @@ impl SitePreview {
     }
 }
 
-/// A user's role on a site.
 pub struct SiteMembership {
     row: member_row::Model,
 }
@@ -140,6 +137,7 @@ impl SiteMembership {
     }
 }
 
+/// A user's role on a site.
 #[Object]
 impl SiteMembership {
     /// The site.
@@ -203,7 +201,7 @@ impl SiteQuery {
 
     /// A site the caller holds a role on (any site for admins); null otherwise.
     #[graphql(guard = "RequireRole::user()")]
-    async fn site(&self, ctx: &Context<'_>, id: Uuid) -> Result<Option<Site>> {
+    async fn site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<Option<Site>> {
         if !site::can_see(&ctx.caller()?, id) {
             return Ok(None);
         }
@@ -212,7 +210,11 @@ impl SiteQuery {
 
     /// Looks a site up by its invitation code, before joining it.
     #[graphql(guard = "RequireRole::user()")]
-    async fn site_by_code(&self, ctx: &Context<'_>, code: String) -> Result<Option<SitePreview>> {
+    async fn site_by_code(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "An invitation code, as handed out by a site admin.")] code: String,
+    ) -> Result<Option<SitePreview>> {
         Ok(site::find_by_code(ctx.state(), &code)
             .await?
             .map(|row| SitePreview { row }))
@@ -244,7 +246,11 @@ pub struct SiteMutation;
 impl SiteMutation {
     /// Creates a site; the caller becomes its admin.
     #[graphql(guard = "RequireRole::user()")]
-    async fn create_site(&self, ctx: &Context<'_>, input: CreateSiteInput) -> Result<Site> {
+    async fn create_site(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The new site.")] input: CreateSiteInput,
+    ) -> Result<Site> {
         let row = site::create(
             ctx.state(),
             &ctx.caller()?,
@@ -259,7 +265,12 @@ impl SiteMutation {
 
     /// Changes a site's name or description; site admins and managers.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Manager)")]
-    async fn update_site(&self, ctx: &Context<'_>, id: Uuid, input: UpdateSiteInput) -> Result<Site> {
+    async fn update_site(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site's id.")] id: Uuid,
+        #[graphql(desc = "The fields to change.")] input: UpdateSiteInput,
+    ) -> Result<Site> {
         Ok(Site::new(
             site::update(ctx.state(), id, input.name, change(input.description)).await?,
         ))
@@ -267,20 +278,28 @@ impl SiteMutation {
 
     /// Deletes a site and every membership on it; site admins and global admins.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin).or_global_admin()")]
-    async fn delete_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
+    async fn delete_site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<bool> {
         site::delete(ctx.state(), &ctx.caller()?, id, ctx.client()).await?;
         Ok(true)
     }
 
     /// Replaces the site's invitation code; the old one stops working at once. Site admins.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin)")]
-    async fn generate_site_code(&self, ctx: &Context<'_>, id: Uuid) -> Result<String> {
+    async fn generate_site_code(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site's id.")] id: Uuid,
+    ) -> Result<String> {
         Ok(site::regenerate_code(ctx.state(), id).await?)
     }
 
     /// Joins the site with this invitation code as `user`; joining twice changes nothing.
     #[graphql(guard = "RequireRole::user()")]
-    async fn join_site(&self, ctx: &Context<'_>, code: String) -> Result<Site> {
+    async fn join_site(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The site's invitation code.")] code: String,
+    ) -> Result<Site> {
         let row = site::join(ctx.state(), &ctx.caller()?, &code, ctx.client()).await?;
         ctx.refresh_roles().await?;
         Ok(Site::new(row))
@@ -288,7 +307,7 @@ impl SiteMutation {
 
     /// Drops the caller's role on the site; the last admin cannot leave.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::User)")]
-    async fn leave_site(&self, ctx: &Context<'_>, id: Uuid) -> Result<bool> {
+    async fn leave_site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<bool> {
         let caller = ctx.caller()?;
         site::set_role(ctx.state(), &caller, id, caller.user_id, None, ctx.client()).await?;
         ctx.refresh_roles().await?;
@@ -301,9 +320,9 @@ impl SiteMutation {
     async fn set_site_role(
         &self,
         ctx: &Context<'_>,
-        site_id: Uuid,
-        user_id: Uuid,
-        role: Option<SiteRole>,
+        #[graphql(desc = "The site's id.")] site_id: Uuid,
+        #[graphql(desc = "The user given the role.")] user_id: Uuid,
+        #[graphql(desc = "The role on the site; null removes the user from it.")] role: Option<SiteRole>,
     ) -> Result<bool> {
         let role = role.map(DomainSiteRole::from);
         site::set_role(ctx.state(), &ctx.caller()?, site_id, user_id, role, ctx.client()).await?;

@@ -14,7 +14,6 @@ use crate::graphql::loaders::{Loaded, MembershipsByUser, UserById};
 use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;
 
-/// An account.
 pub struct User {
     row: user_row::Model,
     /// Roles when already known (the caller's, or just loaded); read on demand otherwise.
@@ -33,6 +32,7 @@ impl User {
     }
 }
 
+/// An account: its profile, global roles and site memberships.
 #[Object]
 impl User {
     /// The user's id.
@@ -113,7 +113,6 @@ impl User {
     }
 }
 
-/// A login session of a user.
 pub struct Session {
     row: session_row::Model,
     current: bool,
@@ -126,6 +125,7 @@ impl Session {
     }
 }
 
+/// A login session of a user; `closeSession` ends it.
 #[Object]
 impl Session {
     /// The session's id (`closeSession` takes it).
@@ -164,7 +164,6 @@ impl Session {
     }
 }
 
-/// A new session: its token (also set as the session cookie), the user and the session.
 pub struct AuthPayload {
     token: String,
     user: user_row::Model,
@@ -184,6 +183,7 @@ impl From<SignedIn> for AuthPayload {
     }
 }
 
+/// A new session: its token (also set as the session cookie), the user and the session.
 #[Object]
 impl AuthPayload {
     /// The bearer token (a JWT) for `Authorization: Bearer <token>`.
@@ -214,7 +214,6 @@ impl AuthPayload {
     }
 }
 
-/// A security event from the audit log.
 pub struct AuditEvent {
     row: audit_row::Model,
 }
@@ -225,6 +224,7 @@ impl AuditEvent {
     }
 }
 
+/// A security event from the audit log.
 #[Object]
 impl AuditEvent {
     /// The event's id.

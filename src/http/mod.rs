@@ -1,4 +1,5 @@
-//! Thin handlers: GraphQL over HTTP, the gateway webhook, the public keys, health checks.
+//! Thin handlers: GraphQL over HTTP and its GraphiQL page, the gateway webhook, the public keys,
+//! health checks.
 
 pub mod graphiql;
 pub mod graphql;

@@ -86,6 +86,82 @@ async fn browsers_get_graphiql() {
     assert!(!response.text().await.unwrap().to_lowercase().contains("graphiql"));
 }
 
+/// Every `src` and `href` attribute of an HTML page.
+fn linked_urls(html: &str) -> Vec<String> {
+    let mut urls = Vec::new();
+    for attribute in ["src=\"", "href=\""] {
+        for (start, _) in html.match_indices(attribute) {
+            let rest = &html[start + attribute.len()..];
+            urls.push(rest[..rest.find('"').unwrap()].to_string());
+        }
+    }
+    urls
+}
+
+#[tokio::test]
+async fn graphiql_is_served_from_gatehouse_itself() {
+    let server = TestServer::start(Config::for_test()).await;
+    let page = server
+        .http
+        .get(server.url("/graphql"))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let urls = linked_urls(&page);
+    assert!(
+        urls.len() >= 5,
+        "the page loads GraphiQL, React and its styles: {urls:?}"
+    );
+    // Offline, and ready for a strict CSP: no other host, no inline script.
+    for url in &urls {
+        assert!(!url.contains("//") && !url.contains(':'), "external URL {url}");
+        assert!(url.starts_with("graphql/assets/"), "{url}");
+    }
+    assert!(!page.contains("<script>"), "inline script in the page");
+    assert!(!page.contains("http://") && !page.contains("https://"));
+
+    for url in &urls {
+        let response = server.http.get(server.url(&format!("/{url}"))).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{url}");
+        let content_type = response.headers()["content-type"].to_str().unwrap().to_string();
+        let expected = if url.ends_with(".js") {
+            "text/javascript"
+        } else {
+            "text/css"
+        };
+        assert!(content_type.starts_with(expected), "{url}: {content_type}");
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let cache = response.headers()["cache-control"].to_str().unwrap().to_string();
+        // Vendored files carry their version in the name and are cached for a year.
+        if url.contains("graphiql-3.") || url.contains("react") {
+            assert!(
+                cache.contains("max-age=31536000") && cache.contains("immutable"),
+                "{url}: {cache}"
+            );
+        }
+        assert!(!response.bytes().await.unwrap().is_empty());
+    }
+    let missing = server
+        .http
+        .get(server.url("/graphql/assets/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let off = TestServer::start(Config {
+        graphiql: false,
+        ..Config::for_test()
+    })
+    .await;
+    let response = off.http.get(off.url(&format!("/{}", urls[0]))).send().await.unwrap();
+    assert_eq!(response.status(), 404);
+}
+
 #[tokio::test]
 async fn content_type_must_be_json() {
     let server = TestServer::start(Config::for_test()).await;

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The client tests: GraphQL Code Generator and tsc over the committed schema.graphql, Apollo
+# Client in bearer mode (Node) and cookie mode (Chromium, cross-origin), and GraphiQL in
+# Chromium with no other host reachable. Each program starts its own release gatehouse.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=$(cd ../.. && pwd)
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+
+(cd "$root" && cargo build --release --quiet)
+export GATEHOUSE_BIN="$CARGO_TARGET_DIR/release/gatehouse"
+
+if [ ! -x /usr/bin/chromium ]; then
+  timeout 300 apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq chromium >/dev/null
+fi
+
+npm ci --no-audit --no-fund --loglevel=error
+npm run -s codegen
+npm run -s typecheck
+npm run -s bundle
+
+npx tsx src/bearer.ts
+npx tsx src/cookie.ts
+npx tsx src/graphiql.ts
