@@ -4,8 +4,7 @@
 use entity::{user, user_role};
 use sea_orm::sea_query::{Expr, LikeExpr};
 use sea_orm::{
-    ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -14,6 +13,7 @@ use crate::auth::session::{self, Caller};
 use crate::client::ClientInfo;
 use crate::domain::account::{self, NewAccount};
 use crate::domain::audit::{self, Event, Kind};
+use crate::domain::lock;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::role::{self, check_global_roles};
 use crate::error::AppError;
@@ -202,17 +202,6 @@ async fn lock_admins(txn: &sea_orm::DatabaseTransaction) -> Result<Vec<Uuid>, Ap
         .select_only()
         .column(user_role::Column::UserId)
         .filter(user_role::Column::Role.eq(role::ADMIN));
-    let query = match txn.get_database_backend() {
-        DatabaseBackend::Postgres => query.lock_exclusive(),
-        // SQLite has one writer: a write statement takes the lock for the whole transaction.
-        _ => {
-            user_role::Entity::update_many()
-                .col_expr(user_role::Column::Role, Expr::col(user_role::Column::Role).into())
-                .filter(user_role::Column::Role.eq(role::ADMIN))
-                .exec(txn)
-                .await?;
-            query
-        }
-    };
+    let query = lock::for_update(txn, query).await?;
     Ok(query.into_tuple().all(txn).await?)
 }

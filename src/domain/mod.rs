@@ -6,6 +6,7 @@ pub mod account;
 pub mod admin;
 pub mod audit;
 pub mod gateway;
+pub mod lock;
 pub mod page;
 pub mod profile;
 pub mod rate_limit;

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use entity::{site, site_member, user};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryInsertResult,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -15,6 +15,7 @@ use crate::auth::cache::Stale;
 use crate::auth::session::Caller;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
+use crate::domain::lock;
 use crate::domain::page::{self, Page, PageRequest};
 use crate::domain::profile::Change;
 use crate::domain::role;
@@ -358,25 +359,13 @@ async fn put_member(
 }
 
 /// The site's admins, locked until the transaction ends so two demotions cannot race past
-/// the last-admin rule (SQLite: a first write takes its single writer lock).
+/// the last-admin rule.
 async fn lock_admins(txn: &DatabaseTransaction, site_id: Uuid) -> Result<Vec<Uuid>, AppError> {
-    let admins = || {
-        site_member::Entity::find()
-            .select_only()
-            .column(site_member::Column::UserId)
-            .filter(site_member::Column::SiteId.eq(site_id))
-            .filter(site_member::Column::Role.eq(SiteRole::Admin.as_str()))
-    };
-    let query = match txn.get_database_backend() {
-        DatabaseBackend::Postgres => admins().lock_exclusive(),
-        _ => {
-            site::Entity::update_many()
-                .col_expr(site::Column::UpdatedAt, Expr::col(site::Column::UpdatedAt).into())
-                .filter(site::Column::Id.eq(site_id))
-                .exec(txn)
-                .await?;
-            admins()
-        }
-    };
+    let admins = site_member::Entity::find()
+        .select_only()
+        .column(site_member::Column::UserId)
+        .filter(site_member::Column::SiteId.eq(site_id))
+        .filter(site_member::Column::Role.eq(SiteRole::Admin.as_str()));
+    let query = lock::for_update(txn, admins).await?;
     Ok(query.into_tuple().all(txn).await?)
 }
