@@ -91,15 +91,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let upkeep = tokio::spawn(upkeep(state.clone()));
-    let listener_task = (!state.config.is_sqlite())
-        .then(|| tokio::spawn(crate::auth::cache::listen(state.db.clone(), state.sessions.clone())));
+    let listener_task = state.sessions.listen().map(tokio::spawn);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     upkeep.abort();
     if let Some(task) = listener_task {
         task.abort();
     }
-    if let Err(e) = state.last_seen.flush(&state.db).await {
+    if let Err(e) = state.sessions.flush_last_seen().await {
         tracing::warn!(error = %e, "could not write last-seen times at shutdown");
     }
     served
@@ -112,7 +111,7 @@ async fn upkeep(state: AppState) {
     loop {
         tokio::select! {
             _ = flush.tick() => {
-                if let Err(e) = state.last_seen.flush(&state.db).await {
+                if let Err(e) = state.sessions.flush_last_seen().await {
                     tracing::warn!(error = %e, "could not write last-seen times");
                 }
             }
@@ -122,7 +121,7 @@ async fn upkeep(state: AppState) {
                     tracing::warn!(error = %e, "could not delete old attempts");
                 }
                 loop {
-                    match domain::session::delete_expired(&state, EXPIRED_SWEEP_BATCH).await {
+                    match state.sessions.delete_expired(EXPIRED_SWEEP_BATCH).await {
                         Ok(n) if n == EXPIRED_SWEEP_BATCH => continue,
                         Ok(_) => break,
                         Err(e) => {
@@ -131,7 +130,7 @@ async fn upkeep(state: AppState) {
                         }
                     }
                 }
-                if let Ok(live) = domain::session::count_live(&state).await {
+                if let Ok(live) = state.sessions.count_live().await {
                     metrics::gauge!(crate::telemetry::LIVE_SESSIONS).set(live as f64);
                 }
             }

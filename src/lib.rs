@@ -20,6 +20,8 @@ pub mod graphql;
 pub mod http;
 /// Outgoing mail (password reset links).
 pub mod mail;
+/// The session store: sessions, the roles they carry, and the cache in front of them.
+pub mod sessions;
 /// Shared state: database pool, keys, hasher.
 pub mod state;
 /// Prometheus metrics.

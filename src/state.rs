@@ -8,15 +8,14 @@ use anyhow::Context as _;
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
-use crate::auth::cache::{self, SessionCache, Stale};
 use crate::auth::jwk;
 use crate::auth::password::PasswordHasher;
-use crate::auth::session::LastSeen;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain;
 use crate::mail::Mailer;
+use crate::sessions::SessionStore;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -25,9 +24,9 @@ pub struct AppState {
     pub tokens: Arc<TokenKeys>,
     pub passwords: PasswordHasher,
     pub clock: Clock,
-    pub last_seen: LastSeen,
     pub mailer: Mailer,
-    pub sessions: SessionCache,
+    /// Sessions and the roles they carry; the only way to change either.
+    pub sessions: SessionStore,
     /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -57,21 +56,16 @@ impl AppState {
             config.argon2_iterations,
             config.argon2_parallelism,
         )?;
+        let tokens = Arc::new(tokens);
+        let clock = Clock::default();
         let state = AppState {
+            sessions: SessionStore::new(db.clone(), clock.clone(), tokens.clone(), config.session_ttl),
             db,
-            tokens: Arc::new(tokens),
+            tokens,
             passwords,
-            clock: Clock::default(),
-            last_seen: LastSeen::default(),
+            clock,
             mailer: Mailer::from_config(&config)?,
-            // SQLite means one instance: nothing to hear from. PostgreSQL instances trust
-            // their cache only while listening for each other's invalidations.
             metrics: None,
-            sessions: if config.is_sqlite() {
-                SessionCache::trusted()
-            } else {
-                SessionCache::default()
-            },
             config: Arc::new(config),
         };
         if let (Some(username), Some(password)) = (&state.config.admin_username, &state.config.admin_password) {
@@ -80,15 +74,6 @@ impl AppState {
                 .map_err(|e| anyhow::anyhow!("ADMIN_USERNAME/ADMIN_PASSWORD: {e}"))?;
         }
         Ok(state)
-    }
-}
-
-impl AppState {
-    /// After a committed change to sessions or roles: drops the stale cache entries here, at
-    /// once, and tells the other instances.
-    pub async fn sessions_changed(&self, stale: Stale) {
-        self.sessions.invalidate(stale);
-        cache::publish(&self.db, stale).await;
     }
 }
 

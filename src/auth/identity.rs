@@ -5,8 +5,8 @@
 use http::HeaderMap;
 
 use crate::auth::cookie;
-use crate::auth::session::{self, Caller};
 use crate::error::AppError;
+use crate::sessions::Caller;
 use crate::state::AppState;
 
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Identity, 
         source,
         error: AppError::InvalidToken,
     })?;
-    match session::authenticate(state, &claims).await {
+    match state.sessions.authenticate(&claims).await {
         Ok(caller) => Ok(Identity::User(caller)),
         Err(error) => Err(Rejection { source, error }),
     }

@@ -83,14 +83,19 @@ impl PasswordHasher {
     ) -> Result<T, AppError> {
         let waiting = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
         metrics::gauge!(crate::telemetry::HASH_QUEUE).set(waiting as f64);
-        let permit = self.permits.acquire().await;
+        let permit = self.permits.clone().acquire_owned().await;
         let waiting = self.waiting.fetch_sub(1, Ordering::SeqCst) - 1;
         metrics::gauge!(crate::telemetry::HASH_QUEUE).set(waiting as f64);
-        let _permit = permit.map_err(|e| AppError::Internal(e.into()))?;
+        let permit = permit.map_err(|e| AppError::Internal(e.into()))?;
         self.runs.fetch_add(1, Ordering::Relaxed);
-        let result = tokio::task::spawn_blocking(work)
-            .await
-            .map_err(|e| AppError::Internal(e.into()))?;
+        // The hashing thread holds the permit: a request dropped while it waits (a client
+        // that disconnects) cannot free a slot that argon2 is still using.
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| AppError::Internal(e.into()))?;
         Ok(result?)
     }
 }

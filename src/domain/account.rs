@@ -2,21 +2,17 @@
 //! of API.md §7 live here (passwords in `auth::password`); uniqueness is the database's.
 
 use chrono::{DateTime, Utc};
-use entity::{session as session_row, user, user_role};
-use sea_orm::sea_query::OnConflict;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait,
-};
+use entity::user;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::auth::cache::Stale;
 use crate::auth::password::check_new_password;
-use crate::auth::session::{self, Caller, IssuedSession};
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{self, Action};
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
+use crate::sessions::{self, Caller, IssuedSession, SessionChange};
 use crate::state::AppState;
 
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
@@ -97,7 +93,7 @@ pub fn check_new_account(new: &NewAccount) -> Result<Option<String>, AppError> {
 
 /// Inserts a user row with role `user` plus `extra_roles`; the unique indexes decide conflicts.
 pub async fn insert_user(
-    conn: &impl ConnectionTrait,
+    change: &mut SessionChange,
     new: NewAccount,
     email: Option<String>,
     password_hash: String,
@@ -121,12 +117,12 @@ pub async fn insert_user(
         password_changed_at: Set(Some(now)),
     };
     let user = user::Entity::insert(row)
-        .exec_with_returning(conn)
+        .exec_with_returning(change.txn())
         .await
         .map_err(on_unique(USER_UNIQUE_FIELDS))?;
     let mut roles: Vec<&str> = vec![role::USER];
     roles.extend(extra_roles.iter().map(String::as_str));
-    grant(conn, user.id, &roles, now).await?;
+    change.grant(user.id, &roles, now).await?;
     Ok(user)
 }
 
@@ -137,11 +133,11 @@ pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> R
     let email = check_new_account(&new)?;
     let password_hash = state.passwords.hash(&new.password).await?;
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    let user = insert_user(&txn, new, email, password_hash, &[], now).await?;
-    let session = session::open(&txn, state, user.id, client).await?;
-    audit::record(&txn, now, Event::own(Kind::Signup, user.id, client)).await?;
-    txn.commit().await?;
+    let mut change = state.sessions.begin().await?;
+    let user = insert_user(&mut change, new, email, password_hash, &[], now).await?;
+    let session = change.open(user.id, client).await?;
+    audit::record(change.txn(), now, Event::own(Kind::Signup, user.id, client)).await?;
+    change.commit().await?;
     Ok(SignedIn {
         user,
         roles: vec![role::USER.into()],
@@ -181,11 +177,11 @@ pub async fn login(
         }
     };
     attempt.succeeded(state).await?;
-    let txn = state.db.begin().await?;
-    let session = session::open(&txn, state, user.id, client).await?;
-    audit::record(&txn, now, Event::own(Kind::Login, user.id, client)).await?;
-    txn.commit().await?;
-    let roles = session::roles_of(&state.db, user.id).await?;
+    let mut change = state.sessions.begin().await?;
+    let session = change.open(user.id, client).await?;
+    audit::record(change.txn(), now, Event::own(Kind::Login, user.id, client)).await?;
+    let roles = sessions::roles_of(change.txn(), user.id).await?;
+    change.commit().await?;
     Ok(SignedIn { user, roles, session })
 }
 
@@ -220,10 +216,10 @@ pub async fn ensure_admin(state: &AppState, username: &str, password: &str) -> R
         true => None,
         false => Some(state.passwords.hash(password).await?),
     };
-    let txn = state.db.begin().await?;
+    let mut change = state.sessions.begin().await?;
     let user_id = match (existing, password_hash) {
         (Some(user), None) => user.id,
-        (Some(user), Some(password_hash)) => set_password(&txn, user, password_hash, now).await?,
+        (Some(user), Some(password_hash)) => set_password(change.txn(), user, password_hash, now).await?,
         (None, password_hash) => {
             let new = NewAccount {
                 username: username.to_owned(),
@@ -232,20 +228,19 @@ pub async fn ensure_admin(state: &AppState, username: &str, password: &str) -> R
                 name: None,
             };
             let admin = [role::ADMIN.to_owned()];
-            match insert_user(&txn, new, None, password_hash.unwrap_or_default(), &admin, now).await {
+            match insert_user(&mut change, new, None, password_hash.unwrap_or_default(), &admin, now).await {
                 Ok(user) => user.id,
                 // Another instance created it first: start over against its row.
                 Err(AppError::Conflict { .. }) => {
-                    txn.rollback().await?;
+                    drop(change);
                     return Box::pin(ensure_admin(state, username, password)).await;
                 }
                 Err(e) => return Err(e),
             }
         }
     };
-    grant(&txn, user_id, &[role::ADMIN, role::USER], now).await?;
-    txn.commit().await?;
-    Ok(())
+    change.grant(user_id, &[role::ADMIN, role::USER], now).await?;
+    change.commit().await
 }
 
 async fn set_password(
@@ -261,36 +256,12 @@ async fn set_password(
     Ok(row.update(conn).await?.id)
 }
 
-/// Adds global roles; roles already held stay as they are.
-pub async fn grant(
-    conn: &impl ConnectionTrait,
-    user_id: Uuid,
-    roles: &[&str],
-    now: DateTime<Utc>,
-) -> Result<(), AppError> {
-    let rows = roles.iter().map(|role| user_role::ActiveModel {
-        user_id: Set(user_id),
-        role: Set((*role).to_owned()),
-        granted_at: Set(now),
-    });
-    user_role::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([user_role::Column::UserId, user_role::Column::Role])
-                .do_nothing()
-                .to_owned(),
-        )
-        .do_nothing()
-        .exec(conn)
-        .await?;
-    Ok(())
-}
-
-/// Stores a new password hash, closes every session of the user and opens a fresh one, on
-/// the caller's transaction; `kind` says why (changed, or reset by mail). Hash before the
-/// transaction starts, so no lock is held while hashing.
+/// Stores a new password hash, closes every session of the user and opens a fresh one, in
+/// `change`; `kind` says why (changed, or reset by mail). Hash before the change starts, so
+/// no lock is held while hashing.
 pub async fn replace_password(
     state: &AppState,
-    conn: &impl ConnectionTrait,
+    change: &mut SessionChange,
     user: user::Model,
     password_hash: String,
     client: &ClientInfo,
@@ -298,15 +269,12 @@ pub async fn replace_password(
 ) -> Result<SignedIn, AppError> {
     let now = state.clock.now();
     let user_id = user.id;
-    set_password(conn, user, password_hash, now).await?;
-    session_row::Entity::delete_many()
-        .filter(session_row::Column::UserId.eq(user_id))
-        .exec(conn)
-        .await?;
-    let session = session::open(conn, state, user_id, client).await?;
-    audit::record(conn, now, Event::own(kind, user_id, client)).await?;
-    let user = find(conn, user_id).await?.ok_or(AppError::NotFound)?;
-    let roles = session::roles_of(conn, user_id).await?;
+    set_password(change.txn(), user, password_hash, now).await?;
+    change.close_all(user_id).await?;
+    let session = change.open(user_id, client).await?;
+    audit::record(change.txn(), now, Event::own(kind, user_id, client)).await?;
+    let user = find(change.txn(), user_id).await?.ok_or(AppError::NotFound)?;
+    let roles = sessions::roles_of(change.txn(), user_id).await?;
     Ok(SignedIn { user, roles, session })
 }
 
@@ -335,10 +303,9 @@ pub async fn change_password(
     attempt.succeeded(state).await?;
     check_new_password("newPassword", &user.username, new_password)?;
     let password_hash = state.passwords.hash(new_password).await?;
-    let txn = state.db.begin().await?;
-    let signed_in = replace_password(state, &txn, user, password_hash, client, Kind::PasswordChanged).await?;
-    txn.commit().await?;
-    state.sessions_changed(Stale::User(signed_in.user.id)).await;
+    let mut change = state.sessions.begin().await?;
+    let signed_in = replace_password(state, &mut change, user, password_hash, client, Kind::PasswordChanged).await?;
+    change.commit().await?;
     Ok(signed_in)
 }
 

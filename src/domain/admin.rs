@@ -3,13 +3,9 @@
 
 use entity::{user, user_role};
 use sea_orm::sea_query::{Expr, LikeExpr};
-use sea_orm::{
-    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
-use crate::auth::cache::Stale;
-use crate::auth::session::{self, Caller};
 use crate::client::ClientInfo;
 use crate::domain::account::{self, NewAccount};
 use crate::domain::audit::{self, Event, Kind};
@@ -17,6 +13,7 @@ use crate::domain::lock;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::role::{self, check_global_roles};
 use crate::error::AppError;
+use crate::sessions::{self, Caller};
 use crate::state::AppState;
 
 /// Users by username (case-folded), optionally those whose username or email contains `search`.
@@ -64,9 +61,9 @@ pub async fn create_user(
     let extra = check_global_roles(roles)?;
     let password_hash = state.passwords.hash(&new.password).await?;
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    let user = account::insert_user(&txn, new, email, password_hash, &extra, now).await?;
-    let roles = session::roles_of(&txn, user.id).await?;
+    let mut change = state.sessions.begin().await?;
+    let user = account::insert_user(&mut change, new, email, password_hash, &extra, now).await?;
+    let roles = sessions::roles_of(change.txn(), user.id).await?;
     let event = Event {
         kind: Kind::UserCreated,
         actor: Some(admin.user_id),
@@ -75,8 +72,8 @@ pub async fn create_user(
         detail: None,
     }
     .with_detail(serde_json::json!({ "roles": roles }));
-    audit::record(&txn, now, event).await?;
-    txn.commit().await?;
+    audit::record(change.txn(), now, event).await?;
+    change.commit().await?;
     Ok((user, roles))
 }
 
@@ -91,8 +88,8 @@ pub async fn delete_users(
     let mut ids = ids.to_vec();
     ids.dedup();
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    let admins = lock_admins(&txn).await?;
+    let mut change = state.sessions.begin().await?;
+    let admins = lock_admins(change.txn()).await?;
     if !admins.is_empty() && admins.iter().all(|a| ids.contains(a)) {
         return Err(AppError::bad_input("ids", "the last admin cannot be deleted"));
     }
@@ -101,13 +98,10 @@ pub async fn delete_users(
         .column(user::Column::Id)
         .filter(user::Column::Id.is_in(ids.clone()))
         .into_tuple()
-        .all(&txn)
+        .all(change.txn())
         .await?;
     let deleted: Vec<Uuid> = ids.into_iter().filter(|id| existing.contains(id)).collect();
-    user::Entity::delete_many()
-        .filter(user::Column::Id.is_in(deleted.clone()))
-        .exec(&txn)
-        .await?;
+    change.delete_users(&deleted).await?;
     for id in &deleted {
         let event = Event {
             kind: Kind::UserDeleted,
@@ -116,12 +110,9 @@ pub async fn delete_users(
             client,
             detail: None,
         };
-        audit::record(&txn, now, event).await?;
+        audit::record(change.txn(), now, event).await?;
     }
-    txn.commit().await?;
-    for id in &deleted {
-        state.sessions_changed(Stale::User(*id)).await;
-    }
+    change.commit().await?;
     Ok(deleted)
 }
 
@@ -135,10 +126,10 @@ pub async fn grant_roles(
 ) -> Result<(user::Model, Vec<String>), AppError> {
     let roles = check_global_roles(roles)?;
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    let user = account::find(&txn, user_id).await?.ok_or(AppError::NotFound)?;
+    let mut change = state.sessions.begin().await?;
+    let user = account::find(change.txn(), user_id).await?.ok_or(AppError::NotFound)?;
     let names: Vec<&str> = roles.iter().map(String::as_str).collect();
-    account::grant(&txn, user_id, &names, now).await?;
+    change.grant(user_id, &names, now).await?;
     let event = Event {
         kind: Kind::RolesGranted,
         actor: Some(admin.user_id),
@@ -147,10 +138,9 @@ pub async fn grant_roles(
         detail: None,
     }
     .with_detail(serde_json::json!({ "roles": roles }));
-    audit::record(&txn, now, event).await?;
-    let held = session::roles_of(&txn, user_id).await?;
-    txn.commit().await?;
-    state.sessions_changed(Stale::User(user_id)).await;
+    audit::record(change.txn(), now, event).await?;
+    let held = sessions::roles_of(change.txn(), user_id).await?;
+    change.commit().await?;
     Ok((user, held))
 }
 
@@ -167,19 +157,15 @@ pub async fn revoke_roles(
         return Err(AppError::bad_input("roles", "every account keeps the role user"));
     }
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    let user = account::find(&txn, user_id).await?.ok_or(AppError::NotFound)?;
-    if roles.iter().any(|r| r == role::ADMIN) && lock_admins(&txn).await? == [user_id] {
+    let mut change = state.sessions.begin().await?;
+    let user = account::find(change.txn(), user_id).await?.ok_or(AppError::NotFound)?;
+    if roles.iter().any(|r| r == role::ADMIN) && lock_admins(change.txn()).await? == [user_id] {
         return Err(AppError::bad_input(
             "roles",
             "the last admin cannot lose the role admin",
         ));
     }
-    user_role::Entity::delete_many()
-        .filter(user_role::Column::UserId.eq(user_id))
-        .filter(user_role::Column::Role.is_in(roles.clone()))
-        .exec(&txn)
-        .await?;
+    change.revoke(user_id, &roles).await?;
     let event = Event {
         kind: Kind::RolesRevoked,
         actor: Some(admin.user_id),
@@ -188,10 +174,9 @@ pub async fn revoke_roles(
         detail: None,
     }
     .with_detail(serde_json::json!({ "roles": roles }));
-    audit::record(&txn, now, event).await?;
-    let held = session::roles_of(&txn, user_id).await?;
-    txn.commit().await?;
-    state.sessions_changed(Stale::User(user_id)).await;
+    audit::record(change.txn(), now, event).await?;
+    let held = sessions::roles_of(change.txn(), user_id).await?;
+    change.commit().await?;
     Ok((user, held))
 }
 

@@ -8,7 +8,6 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use uuid::Uuid;
 
-use crate::auth::cache::Stale;
 use crate::auth::password::check_new_password;
 use crate::auth::token::{new_session_secret, secret_hash};
 use crate::client::ClientInfo;
@@ -122,20 +121,20 @@ pub async fn reset(
     check_new_password("newPassword", &user.username, new_password)?;
     let password_hash = state.passwords.hash(new_password).await?;
 
-    let txn = state.db.begin().await?;
+    let mut change = state.sessions.begin().await?;
     // Consuming the token is the first write: of two racing uses, one finds it used.
     let consumed = password_reset::Entity::update_many()
         .col_expr(password_reset::Column::UsedAt, Expr::value(now))
         .filter(password_reset::Column::Id.eq(pending.id))
         .filter(password_reset::Column::UsedAt.is_null())
-        .exec(&txn)
+        .exec(change.txn())
         .await?;
     if consumed.rows_affected != 1 {
         return Err(invalid());
     }
-    let signed_in = account::replace_password(state, &txn, user, password_hash, client, Kind::PasswordReset).await?;
-    txn.commit().await?;
+    let signed_in =
+        account::replace_password(state, &mut change, user, password_hash, client, Kind::PasswordReset).await?;
+    change.commit().await?;
     attempt.succeeded(state).await?;
-    state.sessions_changed(Stale::User(signed_in.user.id)).await;
     Ok(signed_in)
 }

@@ -4,15 +4,13 @@
 
 use chrono::{DateTime, Utc};
 use entity::{site, site_member, user};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryInsertResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 use uuid::Uuid;
 
-use crate::auth::cache::Stale;
-use crate::auth::session::Caller;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::lock;
@@ -20,6 +18,7 @@ use crate::domain::page::{self, Page, PageRequest};
 use crate::domain::profile::Change;
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
+use crate::sessions::{Caller, SessionChange};
 use crate::state::AppState;
 
 const MAX_SITE_NAME_CHARS: usize = 200;
@@ -162,7 +161,7 @@ pub async fn create(
         check_description(description)?;
     }
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
+    let mut change = state.sessions.begin().await?;
     let row = site::ActiveModel {
         id: Set(Uuid::new_v4()),
         name: Set(name),
@@ -173,13 +172,13 @@ pub async fn create(
         updated_at: Set(now),
     };
     let site = site::Entity::insert(row)
-        .exec_with_returning(&txn)
+        .exec_with_returning(change.txn())
         .await
         .map_err(on_unique(&["code"]))?;
-    put_member(&txn, site.id, caller.user_id, SiteRole::Admin, now).await?;
+    put_member(&mut change, site.id, caller.user_id, SiteRole::Admin, now).await?;
     let event = Event::own(Kind::SiteCreated, caller.user_id, client);
     audit::record(
-        &txn,
+        change.txn(),
         now,
         Event {
             subject: Some(site.id),
@@ -187,8 +186,7 @@ pub async fn create(
         },
     )
     .await?;
-    txn.commit().await?;
-    state.sessions_changed(Stale::User(caller.user_id)).await;
+    change.commit().await?;
     Ok(site)
 }
 
@@ -219,14 +217,13 @@ pub async fn update(
 /// `deleteSite`: the site and every membership (foreign keys cascade).
 pub async fn delete(state: &AppState, caller: &Caller, site_id: Uuid, client: &ClientInfo) -> Result<(), AppError> {
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    let deleted = site::Entity::delete_by_id(site_id).exec(&txn).await?;
-    if deleted.rows_affected == 0 {
+    let mut change = state.sessions.begin().await?;
+    if !change.delete_site(site_id).await? {
         return Err(AppError::NotFound);
     }
     let event = Event::own(Kind::SiteDeleted, caller.user_id, client);
     audit::record(
-        &txn,
+        change.txn(),
         now,
         Event {
             subject: Some(site_id),
@@ -234,10 +231,7 @@ pub async fn delete(state: &AppState, caller: &Caller, site_id: Uuid, client: &C
         },
     )
     .await?;
-    txn.commit().await?;
-    // Every member lost a role: simpler, and as exact, to drop everything.
-    state.sessions_changed(Stale::All).await;
-    Ok(())
+    change.commit().await
 }
 
 /// `generateSiteCode`: a fresh code; the old one stops working at once.
@@ -260,33 +254,20 @@ pub async fn regenerate_code(state: &AppState, site_id: Uuid) -> Result<String, 
 pub async fn join(state: &AppState, caller: &Caller, code: &str, client: &ClientInfo) -> Result<site::Model, AppError> {
     let site = find_by_code(state, code).await?.ok_or(AppError::NotFound)?;
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    let row = site_member::ActiveModel {
-        site_id: Set(site.id),
-        user_id: Set(caller.user_id),
-        role: Set(SiteRole::User.as_str().to_owned()),
-        joined_at: Set(now),
-    };
-    let inserted = site_member::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([site_member::Column::SiteId, site_member::Column::UserId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .do_nothing()
-        .exec_without_returning(&txn)
+    let mut change = state.sessions.begin().await?;
+    let joined = change
+        .put_site_member(site.id, caller.user_id, SiteRole::User.as_str(), true, now)
         .await?;
-    if matches!(inserted, TryInsertResult::Inserted(n) if n > 0) {
+    if joined {
         let detail = serde_json::json!({ "siteId": site.id, "role": "user" });
         audit::record(
-            &txn,
+            change.txn(),
             now,
             Event::own(Kind::SiteRoleChanged, caller.user_id, client).with_detail(detail),
         )
         .await?;
     }
-    txn.commit().await?;
-    state.sessions_changed(Stale::User(caller.user_id)).await;
+    change.commit().await?;
     Ok(site)
 }
 
@@ -301,21 +282,20 @@ pub async fn set_role(
     client: &ClientInfo,
 ) -> Result<(), AppError> {
     let now = state.clock.now();
-    let txn = state.db.begin().await?;
-    find(&txn, site_id).await?.ok_or(AppError::NotFound)?;
+    let mut change = state.sessions.begin().await?;
+    find(change.txn(), site_id).await?.ok_or(AppError::NotFound)?;
     user::Entity::find_by_id(user_id)
-        .one(&txn)
+        .one(change.txn())
         .await?
         .ok_or(AppError::NotFound)?;
-    let admins = lock_admins(&txn, site_id).await?;
+    let admins = lock_admins(change.txn(), site_id).await?;
     if role != Some(SiteRole::Admin) && admins == [user_id] {
         return Err(AppError::bad_input("role", "a site keeps at least one admin"));
     }
     match role {
-        Some(role) => put_member(&txn, site_id, user_id, role, now).await?,
+        Some(role) => put_member(&mut change, site_id, user_id, role, now).await?,
         None => {
-            let removed = site_member::Entity::delete_by_id((site_id, user_id)).exec(&txn).await?;
-            if removed.rows_affected == 0 {
+            if !change.remove_site_member(site_id, user_id).await? {
                 return Err(AppError::NotFound);
             }
         }
@@ -328,32 +308,19 @@ pub async fn set_role(
         client,
         detail: Some(detail),
     };
-    audit::record(&txn, now, event).await?;
-    txn.commit().await?;
-    state.sessions_changed(Stale::User(user_id)).await;
-    Ok(())
+    audit::record(change.txn(), now, event).await?;
+    change.commit().await
 }
 
 async fn put_member(
-    conn: &impl ConnectionTrait,
+    change: &mut SessionChange,
     site_id: Uuid,
     user_id: Uuid,
     role: SiteRole,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
-    let row = site_member::ActiveModel {
-        site_id: Set(site_id),
-        user_id: Set(user_id),
-        role: Set(role.as_str().to_owned()),
-        joined_at: Set(now),
-    };
-    site_member::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([site_member::Column::SiteId, site_member::Column::UserId])
-                .update_column(site_member::Column::Role)
-                .to_owned(),
-        )
-        .exec_without_returning(conn)
+    change
+        .put_site_member(site_id, user_id, role.as_str(), false, now)
         .await?;
     Ok(())
 }

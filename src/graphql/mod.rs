@@ -14,10 +14,10 @@ use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, 
 
 use crate::auth::guard::RequestIdentity;
 use crate::auth::identity::Identity;
-use crate::auth::session::Caller;
 use crate::client::ClientInfo;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::sessions::Caller;
 use crate::state::AppState;
 
 /// What can be read: the caller, their sessions and sites, and (for admins) users and the audit log.
@@ -85,7 +85,7 @@ impl ContextExt for Context<'_> {
 
     async fn refresh_roles(&self) -> Result<(), AppError> {
         if let (Ok(caller), Some(holder)) = (self.caller(), self.data_opt::<RequestIdentity>()) {
-            holder.set_roles(crate::auth::session::roles_of(&self.state().db, caller.user_id).await?);
+            holder.set_roles(self.state().sessions.roles(caller.user_id).await?);
         }
         Ok(())
     }

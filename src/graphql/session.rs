@@ -18,7 +18,7 @@ impl SessionQuery {
     /// How many live sessions the caller has.
     #[graphql(guard = "RequireRole::user()")]
     async fn count_sessions(&self, ctx: &Context<'_>) -> Result<i32> {
-        let count = session::count(ctx.state(), ctx.caller()?.user_id).await?;
+        let count = ctx.state().sessions.count(ctx.caller()?.user_id).await?;
         Ok(i32::try_from(count).unwrap_or(i32::MAX))
     }
 
@@ -26,7 +26,7 @@ impl SessionQuery {
     #[graphql(guard = "RequireRole::user()")]
     async fn sessions(&self, ctx: &Context<'_>) -> Result<Vec<Session>> {
         let caller = ctx.caller()?;
-        let rows = session::list(ctx.state(), caller.user_id).await?;
+        let rows = ctx.state().sessions.list(caller.user_id).await?;
         Ok(rows
             .into_iter()
             .map(|row| Session::new(row, Some(caller.session_id)))

@@ -7,12 +7,12 @@ use entity::{audit_event as audit_row, session as session_row, user as user_row}
 use uuid::Uuid;
 
 use crate::auth::guard::SelfOrAdmin;
-use crate::auth::session::{self as auth_session, IssuedSession};
 use crate::domain::account::SignedIn;
 use crate::domain::{role, site};
 use crate::graphql::loaders::{Loaded, MembershipsByUser, UserById};
 use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;
+use crate::sessions::{self, IssuedSession};
 
 pub struct User {
     row: user_row::Model,
@@ -49,7 +49,7 @@ impl User {
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
         match &self.roles {
             Some(roles) => Ok(roles.clone()),
-            None => Ok(auth_session::roles_of(&ctx.state().db, self.row.id).await?),
+            None => Ok(sessions::roles_of(&ctx.state().db, self.row.id).await?),
         }
     }
 

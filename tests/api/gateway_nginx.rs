@@ -178,14 +178,10 @@ async fn the_documented_nginx_config_passes_identity_upstream() {
 
     // A requested role the user holds, granted after login (roles are read live).
     let id = Uuid::parse_str(&user_id).unwrap();
-    gatehouse::domain::account::grant(&server.state.db, id, &["editor"], server.state.clock.now())
-        .await
-        .unwrap();
-    // As `grantRoles` does after its commit: no cached session keeps the old roles.
-    server
-        .state
-        .sessions_changed(gatehouse::auth::cache::Stale::User(id))
-        .await;
+    // Through the session store, as `grantRoles` does: no cached session keeps the old roles.
+    let mut change = server.state.sessions.begin().await.unwrap();
+    change.grant(id, &["editor"], server.state.clock.now()).await.unwrap();
+    change.commit().await.unwrap();
     let (status, echo) = through(&nginx, "/", &[("Authorization", &user), ("X-Hasura-Role", "editor")]).await;
     assert_eq!(status, 200);
     assert_eq!(seen(&echo, "x-hasura-role").as_deref(), Some("editor"));

@@ -67,14 +67,10 @@ fn assert_refused(reply: &Reply, status: u16, mode: Mode) {
 
 async fn grant(server: &TestServer, user_id: &str, roles: &[&str]) {
     let id = Uuid::parse_str(user_id).unwrap();
-    gatehouse::domain::account::grant(&server.state.db, id, roles, server.state.clock.now())
-        .await
-        .unwrap();
-    // As `grantRoles` does after its commit: no cached session keeps the old roles.
-    server
-        .state
-        .sessions_changed(gatehouse::auth::cache::Stale::User(id))
-        .await;
+    // Through the session store, as `grantRoles` does: no cached session keeps the old roles.
+    let mut change = server.state.sessions.begin().await.unwrap();
+    change.grant(id, roles, server.state.clock.now()).await.unwrap();
+    change.commit().await.unwrap();
 }
 
 async fn logout(server: &TestServer, token: &str) {

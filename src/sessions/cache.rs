@@ -1,0 +1,299 @@
+//! The cache in front of session rows and the roles they carry. A cached session points at
+//! its user's entry, and is believed only while that entry is still the one the cache holds
+//! for the user: dropping a user's entry makes every cached session of that user a miss at
+//! once, however many there are. A generation counter keeps a lookup that raced an
+//! invalidation from caching what it read before the change.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use moka::sync::Cache;
+use uuid::Uuid;
+
+/// Bounds on memory: least recently and least often used entries go first.
+const MAX_SESSIONS: u64 = 200_000;
+const MAX_USERS: u64 = 100_000;
+/// A backstop only: invalidation, not age, is what keeps entries exact.
+const TIME_TO_LIVE: Duration = Duration::from_secs(600);
+
+/// What the cache knows of one user: the roles every session of theirs carries.
+#[derive(Debug)]
+pub struct UserEntry {
+    pub roles: Arc<[String]>,
+}
+
+/// One session row, as far as checking a token needs it.
+#[derive(Clone, Debug)]
+pub struct SessionEntry {
+    pub user_id: Uuid,
+    pub secret_hash: Arc<[u8]>,
+    pub expires_at: DateTime<Utc>,
+    pub user: Arc<UserEntry>,
+}
+
+/// What a committed change made stale.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Stale {
+    #[default]
+    Nothing,
+    Users(Vec<Uuid>),
+    /// More than can be named: drop everything.
+    All,
+}
+
+impl Stale {
+    pub fn add(&mut self, user_id: Uuid) {
+        match self {
+            Stale::Nothing => *self = Stale::Users(vec![user_id]),
+            Stale::Users(users) if !users.contains(&user_id) => users.push(user_id),
+            Stale::Users(_) | Stale::All => {}
+        }
+    }
+
+    pub fn is_nothing(&self) -> bool {
+        *self == Stale::Nothing
+    }
+}
+
+pub struct SessionCache {
+    sessions: Cache<Uuid, SessionEntry>,
+    users: Cache<Uuid, Arc<UserEntry>>,
+    generation: AtomicU64,
+    /// Serialises inserts against invalidations, so the generation check and the insert are
+    /// one step. Lookups do not take it.
+    writes: Mutex<()>,
+    trust: Trust,
+}
+
+impl SessionCache {
+    /// `always_trusted` for a single instance (SQLite), which has nobody to hear from.
+    pub fn new(always_trusted: bool) -> Self {
+        SessionCache {
+            sessions: Cache::builder()
+                .max_capacity(MAX_SESSIONS)
+                .time_to_live(TIME_TO_LIVE)
+                .build(),
+            users: Cache::builder()
+                .max_capacity(MAX_USERS)
+                .time_to_live(TIME_TO_LIVE)
+                .build(),
+            generation: AtomicU64::new(0),
+            writes: Mutex::new(()),
+            trust: Trust::new(always_trusted),
+        }
+    }
+
+    pub fn is_trusted(&self) -> bool {
+        self.trust.holds()
+    }
+
+    /// The cached session, when the cache is trusted and its user's entry is still current.
+    pub fn get(&self, session_id: Uuid) -> Option<SessionEntry> {
+        if !self.is_trusted() {
+            return None;
+        }
+        let session = self.sessions.get(&session_id)?;
+        let user = self.users.get(&session.user_id)?;
+        Arc::ptr_eq(&user, &session.user).then_some(session)
+    }
+
+    /// Take this before reading the database; `insert` refuses rows read before an invalidation.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
+    /// Caches a session row and its user's roles read at `read_at_generation`; returns the
+    /// entry to answer with whether or not it was kept.
+    pub fn insert(
+        &self,
+        session_id: Uuid,
+        user_id: Uuid,
+        secret_hash: Vec<u8>,
+        expires_at: DateTime<Utc>,
+        roles: Vec<String>,
+        read_at_generation: u64,
+    ) -> SessionEntry {
+        let fresh = || Arc::new(UserEntry { roles: roles.into() });
+        let Ok(_writes) = self.writes.lock() else {
+            return session_entry(user_id, secret_hash, expires_at, fresh());
+        };
+        if !self.is_trusted() || self.generation() != read_at_generation {
+            return session_entry(user_id, secret_hash, expires_at, fresh());
+        }
+        // The user's current entry, if any, was read after the last invalidation too.
+        let user = self.users.get_with(user_id, fresh);
+        let entry = session_entry(user_id, secret_hash, expires_at, user);
+        self.sessions.insert(session_id, entry.clone());
+        entry
+    }
+
+    /// Drops what `stale` names, here and now.
+    pub fn invalidate(&self, stale: &Stale) {
+        if stale.is_nothing() {
+            return;
+        }
+        let _writes = self.writes.lock();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        match stale {
+            Stale::Nothing => {}
+            Stale::Users(users) => users.iter().for_each(|id| self.users.invalidate(id)),
+            Stale::All => {
+                self.users.invalidate_all();
+                self.sessions.invalidate_all();
+            }
+        }
+    }
+
+    /// The notification channel is up (or down); until a heartbeat is heard, nothing is trusted.
+    pub fn set_connected(&self, connected: bool) {
+        self.trust.connected.store(connected, Ordering::SeqCst);
+        self.invalidate(&Stale::All);
+    }
+
+    /// This instance heard its own heartbeat: every notification sent before it has arrived.
+    /// After a silence long enough to have lost trust, whatever was cached may have missed
+    /// notifications, so the cache starts over before it is trusted again.
+    pub fn heard_heartbeat(&self) {
+        if !self.is_trusted() {
+            self.invalidate(&Stale::All);
+        }
+        self.trust.heard();
+    }
+}
+
+fn session_entry(user_id: Uuid, secret_hash: Vec<u8>, expires_at: DateTime<Utc>, user: Arc<UserEntry>) -> SessionEntry {
+    SessionEntry {
+        user_id,
+        secret_hash: secret_hash.into(),
+        expires_at,
+        user,
+    }
+}
+
+/// Whether cached entries may be believed: always for a single instance; with peers, only
+/// while the notification channel is connected and this instance's own heartbeat came back
+/// through it recently, which proves notifications are arriving.
+struct Trust {
+    always: bool,
+    connected: AtomicBool,
+    started: Instant,
+    /// Milliseconds after `started` when the last heartbeat was heard; 0 for never.
+    last_heard_ms: AtomicU64,
+}
+
+/// How long without hearing its own heartbeat before an instance stops trusting its cache.
+pub const HEARTBEAT_TIMEOUT: Duration = Duration::from_millis(2_000);
+
+impl Trust {
+    fn new(always: bool) -> Self {
+        Trust {
+            always,
+            connected: AtomicBool::new(false),
+            started: Instant::now(),
+            last_heard_ms: AtomicU64::new(0),
+        }
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        // At least 1, so that 0 keeps meaning "never heard".
+        u64::try_from(self.started.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
+
+    fn holds(&self) -> bool {
+        if self.always {
+            return true;
+        }
+        let heard = self.last_heard_ms.load(Ordering::SeqCst);
+        self.connected.load(Ordering::SeqCst)
+            && heard != 0
+            && self.elapsed_ms().saturating_sub(heard) < HEARTBEAT_TIMEOUT.as_millis() as u64
+    }
+
+    fn heard(&self) {
+        self.last_heard_ms.store(self.elapsed_ms(), Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache_one(cache: &SessionCache, sid: Uuid, uid: Uuid, generation: u64) {
+        cache.insert(sid, uid, vec![1], Utc::now(), vec!["user".into()], generation);
+    }
+
+    #[test]
+    fn invalidating_a_user_drops_every_session_of_theirs() {
+        let cache = SessionCache::new(true);
+        let (a, b, other, uid, other_uid) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        for (sid, user) in [(a, uid), (b, uid), (other, other_uid)] {
+            cache_one(&cache, sid, user, cache.generation());
+        }
+        assert_eq!(cache.get(a).unwrap().user.roles.as_ref(), ["user".to_string()]);
+        cache.invalidate(&Stale::Users(vec![uid]));
+        assert!(cache.get(a).is_none() && cache.get(b).is_none());
+        assert!(cache.get(other).is_some(), "another user's change leaves theirs");
+        // A later lookup of b re-caches the user; a stays gone, not revived through the user.
+        cache_one(&cache, b, uid, cache.generation());
+        assert!(cache.get(b).is_some());
+        assert!(cache.get(a).is_none(), "a closed session never comes back");
+    }
+
+    #[test]
+    fn a_lookup_that_raced_an_invalidation_is_not_cached() {
+        let cache = SessionCache::new(true);
+        let (sid, uid) = (Uuid::new_v4(), Uuid::new_v4());
+        let before = cache.generation();
+        cache.invalidate(&Stale::Users(vec![uid]));
+        cache_one(&cache, sid, uid, before);
+        assert!(cache.get(sid).is_none());
+    }
+
+    #[test]
+    fn with_peers_trust_needs_the_channel_and_a_recent_heartbeat() {
+        let cache = SessionCache::new(false);
+        let (sid, uid) = (Uuid::new_v4(), Uuid::new_v4());
+        cache_one(&cache, sid, uid, cache.generation());
+        assert!(cache.get(sid).is_none(), "nothing is cached before the channel is up");
+        cache.set_connected(true);
+        cache_one(&cache, sid, uid, cache.generation());
+        assert!(cache.get(sid).is_none(), "connected but no heartbeat heard yet");
+        cache.heard_heartbeat();
+        cache_one(&cache, sid, uid, cache.generation());
+        assert!(cache.get(sid).is_some());
+        cache.set_connected(false);
+        assert!(cache.get(sid).is_none());
+        cache.set_connected(true);
+        cache.heard_heartbeat();
+        assert!(cache.get(sid).is_none(), "a reconnect starts from an empty cache");
+    }
+
+    #[test]
+    fn everything_goes_on_all() {
+        let cache = SessionCache::new(true);
+        let (sid, uid) = (Uuid::new_v4(), Uuid::new_v4());
+        cache_one(&cache, sid, uid, cache.generation());
+        cache.invalidate(&Stale::All);
+        assert!(cache.get(sid).is_none());
+    }
+
+    #[test]
+    fn stale_sets_grow_without_repeats() {
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let mut stale = Stale::Nothing;
+        for id in [a, b, a] {
+            stale.add(id);
+        }
+        assert_eq!(stale, Stale::Users(vec![a, b]));
+    }
+}

@@ -1,0 +1,418 @@
+//! The session store: the one owner of session rows, the roles a session carries (global
+//! roles and site memberships) and the cache in front of them.
+//!
+//! Reads go through `SessionStore`; every write goes through a `SessionChange`, a transaction
+//! that remembers whose sessions or roles it touched. Committing it announces those users to
+//! the other instances inside the transaction itself, commits, and drops them from this
+//! instance's cache, all in a task of its own: a request that is dropped half-way (a client
+//! that disconnects, a proxy timeout) cannot stop the invalidation once the commit is under
+//! way, and a change whose announcement fails is not made at all.
+
+mod cache;
+mod last_seen;
+mod peers;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use entity::{session, site, site_member, user, user_role};
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
+};
+use uuid::Uuid;
+
+use crate::auth::token::{self, Claims, TokenKeys};
+use crate::client::ClientInfo;
+use crate::clock::Clock;
+use crate::error::AppError;
+use cache::SessionCache;
+pub use cache::{Stale, HEARTBEAT_TIMEOUT};
+pub use last_seen::LastSeen;
+pub use peers::Faults;
+
+/// The signed-in caller of a request, with the roles their session carries now.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub user_id: Uuid,
+    pub session_id: Uuid,
+    pub roles: Vec<String>,
+}
+
+impl Caller {
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// A session just opened, with the only copy of its token.
+pub struct IssuedSession {
+    pub token: String,
+    pub session: session::Model,
+}
+
+#[derive(Clone)]
+pub struct SessionStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    clock: Clock,
+    tokens: Arc<TokenKeys>,
+    ttl: Duration,
+    cache: Arc<SessionCache>,
+    faults: Arc<Faults>,
+    last_seen: LastSeen,
+}
+
+impl SessionStore {
+    /// On SQLite there is one instance and the cache is always trusted; on PostgreSQL it is
+    /// trusted only while `listen` hears the other instances.
+    pub fn new(db: DatabaseConnection, clock: Clock, tokens: Arc<TokenKeys>, ttl_seconds: u64) -> Self {
+        let single_instance = db.get_database_backend() != sea_orm::DatabaseBackend::Postgres;
+        SessionStore {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                tokens,
+                ttl: Duration::seconds(i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 1000)),
+                cache: Arc::new(SessionCache::new(single_instance)),
+                faults: Arc::default(),
+                last_seen: LastSeen::default(),
+            }),
+        }
+    }
+
+    /// Whether token checks may be answered from the cache right now.
+    pub fn is_trusted(&self) -> bool {
+        self.inner.cache.is_trusted()
+    }
+
+    /// Switches for tests that break the notification channel on purpose.
+    #[doc(hidden)]
+    pub fn faults(&self) -> &Faults {
+        &self.inner.faults
+    }
+
+    /// Listens for the other instances' changes, for as long as the returned future runs;
+    /// `None` on SQLite, which has no other instances.
+    pub fn listen(&self) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let inner = &self.inner;
+        (inner.db.get_database_backend() == sea_orm::DatabaseBackend::Postgres)
+            .then(|| peers::listen(inner.db.clone(), inner.cache.clone(), inner.faults.clone()))
+    }
+
+    /// Starts a change to sessions or roles.
+    pub async fn begin(&self) -> Result<SessionChange, AppError> {
+        Ok(SessionChange {
+            txn: self.inner.db.begin().await?,
+            store: self.clone(),
+            stale: Stale::Nothing,
+        })
+    }
+
+    /// Turns a verified token into the caller: the session must exist, be unexpired and match
+    /// the token's secret; the roles are the ones the user holds now, never the token's.
+    #[tracing::instrument(skip_all)]
+    pub async fn authenticate(&self, claims: &Claims) -> Result<Caller, AppError> {
+        let inner = &self.inner;
+        let now = inner.clock.now();
+        let session = match inner.cache.get(claims.sid) {
+            Some(session) => session,
+            None => {
+                let generation = inner.cache.generation();
+                let row = session::Entity::find_by_id(claims.sid)
+                    .one(&inner.db)
+                    .await?
+                    .ok_or(AppError::InvalidToken)?;
+                let roles = roles_of(&inner.db, row.user_id).await?;
+                inner.cache.insert(
+                    claims.sid,
+                    row.user_id,
+                    row.secret_hash,
+                    row.expires_at,
+                    roles,
+                    generation,
+                )
+            }
+        };
+        let live = session.user_id == claims.sub && session.expires_at > now;
+        if !live || !token::secret_matches(&claims.sk, &session.secret_hash) {
+            return Err(AppError::InvalidToken);
+        }
+        inner.last_seen.touch(claims.sid, now);
+        Ok(Caller {
+            user_id: session.user_id,
+            session_id: claims.sid,
+            roles: session.user.roles.to_vec(),
+        })
+    }
+
+    /// The roles `user_id` holds now, read from the database.
+    pub async fn roles(&self, user_id: Uuid) -> Result<Vec<String>, AppError> {
+        roles_of(&self.inner.db, user_id).await
+    }
+
+    /// Live sessions of a user, newest first, with last-seen times not yet written merged in.
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<session::Model>, AppError> {
+        let inner = &self.inner;
+        let mut sessions = live_of(user_id, inner.clock.now())
+            .order_by_desc(session::Column::CreatedAt)
+            .order_by_desc(session::Column::Id)
+            .all(&inner.db)
+            .await?;
+        for s in &mut sessions {
+            if let Some(at) = inner.last_seen.pending(s.id) {
+                s.last_seen_at = Some(s.last_seen_at.map_or(at, |seen| seen.max(at)));
+            }
+        }
+        Ok(sessions)
+    }
+
+    pub async fn count(&self, user_id: Uuid) -> Result<u64, AppError> {
+        Ok(live_of(user_id, self.inner.clock.now()).count(&self.inner.db).await?)
+    }
+
+    /// Live sessions of every user (the `live sessions` metric).
+    pub async fn count_live(&self) -> Result<u64, AppError> {
+        Ok(session::Entity::find()
+            .filter(session::Column::ExpiresAt.gt(self.inner.clock.now()))
+            .count(&self.inner.db)
+            .await?)
+    }
+
+    /// Deletes up to `batch` expired sessions; returns how many, so the caller can loop.
+    /// Expired sessions are refused already, so no cache needs to hear of it.
+    pub async fn delete_expired(&self, batch: u64) -> Result<u64, AppError> {
+        let db = &self.inner.db;
+        let ids: Vec<Uuid> = session::Entity::find()
+            .select_only()
+            .column(session::Column::Id)
+            .filter(session::Column::ExpiresAt.lte(self.inner.clock.now()))
+            .limit(batch)
+            .into_tuple()
+            .all(db)
+            .await?;
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = session::Entity::delete_many()
+            .filter(session::Column::Id.is_in(ids))
+            .exec(db)
+            .await?;
+        Ok(deleted.rows_affected)
+    }
+
+    /// Writes the last-seen times noted since the previous call.
+    pub async fn flush_last_seen(&self) -> Result<(), AppError> {
+        self.inner.last_seen.flush(&self.inner.db).await
+    }
+}
+
+fn live_of(user_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<session::Entity> {
+    session::Entity::find()
+        .filter(session::Column::UserId.eq(user_id))
+        .filter(session::Column::ExpiresAt.gt(now))
+}
+
+/// Every role of a user, sorted: global roles, then site roles as `<siteId>:<role>`.
+pub async fn roles_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<String>, AppError> {
+    let mut roles: Vec<String> = user_role::Entity::find()
+        .select_only()
+        .column(user_role::Column::Role)
+        .filter(user_role::Column::UserId.eq(user_id))
+        .order_by_asc(user_role::Column::Role)
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let memberships: Vec<(Uuid, String)> = site_member::Entity::find()
+        .select_only()
+        .column(site_member::Column::SiteId)
+        .column(site_member::Column::Role)
+        .filter(site_member::Column::UserId.eq(user_id))
+        .into_tuple()
+        .all(conn)
+        .await?;
+    let mut site_roles: Vec<String> = memberships
+        .into_iter()
+        .map(|(site, role)| format!("{site}:{role}"))
+        .collect();
+    site_roles.sort();
+    roles.extend(site_roles);
+    Ok(roles)
+}
+
+/// A transaction that changes sessions or roles. Writes to those tables happen only through
+/// its methods, each of which notes whose entries it makes stale; `commit` invalidates them.
+/// Dropped without `commit`, it rolls back and nothing needs invalidating.
+pub struct SessionChange {
+    txn: DatabaseTransaction,
+    store: SessionStore,
+    stale: Stale,
+}
+
+impl SessionChange {
+    /// The transaction, for the other writes that belong with the change (audit rows, users).
+    pub fn txn(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+
+    /// Commits, tells the other instances and empties this instance's cache of whatever the
+    /// change touched, in a task that runs to the end even if the request is dropped.
+    pub async fn commit(self) -> Result<(), AppError> {
+        let SessionChange { txn, store, stale } = self;
+        let task = tokio::spawn(async move {
+            let inner = &store.inner;
+            peers::announce(&txn, &inner.faults, &stale).await?;
+            let committed = txn.commit().await;
+            // Even a commit whose answer was lost may have landed.
+            inner.cache.invalidate(&stale);
+            Ok(committed?)
+        });
+        task.await.map_err(|e| AppError::Internal(e.into()))?
+    }
+
+    /// Inserts a session for `user_id` and signs its token.
+    pub async fn open(&mut self, user_id: Uuid, client: &ClientInfo) -> Result<IssuedSession, AppError> {
+        let inner = &self.store.inner;
+        let now = inner.clock.now();
+        let expires_at = now + inner.ttl;
+        let (secret, secret_hash) = token::new_session_secret();
+        let row = session::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            user_id: Set(user_id),
+            secret_hash: Set(secret_hash),
+            created_at: Set(now),
+            expires_at: Set(expires_at),
+            last_seen_at: Set(Some(now)),
+            user_agent: Set(client.user_agent.clone()),
+            ip: Set(client.ip.map(|ip| ip.to_string())),
+        };
+        let session = session::Entity::insert(row).exec_with_returning(&self.txn).await?;
+        let roles = roles_of(&self.txn, user_id).await?;
+        let claims = Claims::new(
+            user_id,
+            session.id,
+            secret,
+            now.timestamp(),
+            expires_at.timestamp(),
+            &roles,
+        );
+        let token = inner.tokens.sign(&claims)?;
+        Ok(IssuedSession { token, session })
+    }
+
+    /// Closes one live session of `user_id`; false when there is none by that id.
+    pub async fn close(&mut self, user_id: Uuid, session_id: Uuid) -> Result<bool, AppError> {
+        self.stale.add(user_id);
+        let deleted = session::Entity::delete_many()
+            .filter(session::Column::Id.eq(session_id))
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::ExpiresAt.gt(self.store.inner.clock.now()))
+            .exec(&self.txn)
+            .await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// Closes every session of `user_id`; returns how many were live.
+    pub async fn close_all(&mut self, user_id: Uuid) -> Result<u64, AppError> {
+        self.stale.add(user_id);
+        let live = live_of(user_id, self.store.inner.clock.now()).count(&self.txn).await?;
+        session::Entity::delete_many()
+            .filter(session::Column::UserId.eq(user_id))
+            .exec(&self.txn)
+            .await?;
+        Ok(live)
+    }
+
+    /// Adds global roles; roles already held stay as they are.
+    pub async fn grant(&mut self, user_id: Uuid, roles: &[&str], now: DateTime<Utc>) -> Result<(), AppError> {
+        self.stale.add(user_id);
+        let rows = roles.iter().map(|role| user_role::ActiveModel {
+            user_id: Set(user_id),
+            role: Set((*role).to_owned()),
+            granted_at: Set(now),
+        });
+        user_role::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([user_role::Column::UserId, user_role::Column::Role])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .do_nothing()
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes global roles.
+    pub async fn revoke(&mut self, user_id: Uuid, roles: &[String]) -> Result<(), AppError> {
+        self.stale.add(user_id);
+        user_role::Entity::delete_many()
+            .filter(user_role::Column::UserId.eq(user_id))
+            .filter(user_role::Column::Role.is_in(roles.iter().cloned()))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+
+    /// Gives `user_id` the role `role` on a site, replacing any role they had there; with
+    /// `keep_existing`, a member keeps the role they have. Returns whether a row was written.
+    pub async fn put_site_member(
+        &mut self,
+        site_id: Uuid,
+        user_id: Uuid,
+        role: &str,
+        keep_existing: bool,
+        now: DateTime<Utc>,
+    ) -> Result<bool, AppError> {
+        self.stale.add(user_id);
+        let row = site_member::ActiveModel {
+            site_id: Set(site_id),
+            user_id: Set(user_id),
+            role: Set(role.to_owned()),
+            joined_at: Set(now),
+        };
+        let mut conflict = OnConflict::columns([site_member::Column::SiteId, site_member::Column::UserId]);
+        let conflict = match keep_existing {
+            true => conflict.do_nothing().to_owned(),
+            false => conflict.update_column(site_member::Column::Role).to_owned(),
+        };
+        let inserted = site_member::Entity::insert(row)
+            .on_conflict(conflict)
+            .do_nothing()
+            .exec_without_returning(&self.txn)
+            .await?;
+        Ok(matches!(inserted, TryInsertResult::Inserted(n) if n > 0))
+    }
+
+    /// Removes `user_id` from a site; false when they were not a member.
+    pub async fn remove_site_member(&mut self, site_id: Uuid, user_id: Uuid) -> Result<bool, AppError> {
+        self.stale.add(user_id);
+        let removed = site_member::Entity::delete_by_id((site_id, user_id))
+            .exec(&self.txn)
+            .await?;
+        Ok(removed.rows_affected > 0)
+    }
+
+    /// Deletes a site and with it every membership; false when there was no such site.
+    pub async fn delete_site(&mut self, site_id: Uuid) -> Result<bool, AppError> {
+        // Its members cannot be listed reliably while others may still be joining: a rare
+        // operation, so every cached entry goes.
+        self.stale = Stale::All;
+        let deleted = site::Entity::delete_by_id(site_id).exec(&self.txn).await?;
+        Ok(deleted.rows_affected > 0)
+    }
+
+    /// Deletes users; their sessions and roles go with them (foreign keys).
+    pub async fn delete_users(&mut self, ids: &[Uuid]) -> Result<(), AppError> {
+        ids.iter().for_each(|id| self.stale.add(*id));
+        user::Entity::delete_many()
+            .filter(user::Column::Id.is_in(ids.iter().copied()))
+            .exec(&self.txn)
+            .await?;
+        Ok(())
+    }
+}
