@@ -2,7 +2,7 @@
 //! and the password rules of API.md §7. Accounts and their storage are `domain::account`'s.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
@@ -32,6 +32,9 @@ pub struct PasswordHasher {
     waiting: Arc<AtomicI64>,
     /// Hashes and verifications run so far: shows that a rate-limited attempt costs none.
     runs: Arc<AtomicU64>,
+    /// Hashes running now, and the most ever running at once: shows the bound holds.
+    running: Arc<AtomicUsize>,
+    peak_running: Arc<AtomicUsize>,
 }
 
 impl PasswordHasher {
@@ -47,6 +50,8 @@ impl PasswordHasher {
             dummy_hash: dummy_hash.into(),
             waiting: Arc::default(),
             runs: Arc::default(),
+            running: Arc::default(),
+            peak_running: Arc::default(),
         })
     }
 
@@ -77,6 +82,16 @@ impl PasswordHasher {
         self.runs.load(Ordering::Relaxed)
     }
 
+    /// How many hashes are running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// The most hashes that ever ran at once.
+    pub fn peak_running(&self) -> usize {
+        self.peak_running.load(Ordering::SeqCst)
+    }
+
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
@@ -90,9 +105,13 @@ impl PasswordHasher {
         self.runs.fetch_add(1, Ordering::Relaxed);
         // The hashing thread holds the permit: a request dropped while it waits (a client
         // that disconnects) cannot free a slot that argon2 is still using.
+        let (running, peak) = (self.running.clone(), self.peak_running.clone());
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work()
+            peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+            let result = work();
+            running.fetch_sub(1, Ordering::SeqCst);
+            result
         })
         .await
         .map_err(|e| AppError::Internal(e.into()))?;

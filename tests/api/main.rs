@@ -19,6 +19,7 @@ mod observability;
 mod profile;
 mod rate_limits;
 mod reset;
+mod revocation;
 mod scale_out;
 mod sessions;
 mod signup;

@@ -31,6 +31,17 @@ pub fn token_in(mail: &Mail) -> String {
     mail.body[start..].split_whitespace().next().unwrap().to_owned()
 }
 
+/// Asks for a reset of `username`'s password and returns the token from the mail it gets.
+pub async fn mailed_reset_token(server: &TestServer, username: &str) -> String {
+    let before = server.state.mailer.sent().len();
+    server
+        .gql(None, REQUEST, json!({ "u": username }))
+        .await
+        .data("requestPasswordReset");
+    let sent = wait_for_mails(server, before + 1).await;
+    token_in(sent.last().expect("a mail"))
+}
+
 async fn user_with_email(server: &TestServer) -> (String, String, String) {
     let username = unique("forgetful");
     let email = format!("{username}@example.com");

@@ -337,6 +337,14 @@ impl Reply {
     }
 }
 
+/// The PostgreSQL database the suite was given (`TEST_DATABASE_URL`), if any: tests that
+/// need PostgreSQL run whenever it is set.
+pub fn postgres_url() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
 }
