@@ -20,6 +20,7 @@ mod profile;
 mod rate_limits;
 mod reset;
 mod revocation;
+mod revocation_model;
 mod scale_out;
 mod sessions;
 mod signup;

@@ -87,11 +87,23 @@ impl TestServer {
 
     /// Another server on the same database as `self` (restarts, several instances).
     pub async fn start_sharing(&self, config: Config) -> TestServer {
-        let config = Config {
+        Self::start_on(self.sharing(config), Cleanup::Shared, |_| {}).await
+    }
+
+    /// Like `start_sharing`, with mails landing in an outbox (`server.state.mailer.sent()`).
+    pub async fn start_sharing_with_outbox(&self, config: Config) -> TestServer {
+        Self::start_on(self.sharing(config), Cleanup::Shared, |state| {
+            state.mailer = Mailer::outbox()
+        })
+        .await
+    }
+
+    /// `config` pointed at `self`'s database.
+    fn sharing(&self, config: Config) -> Config {
+        Config {
             database_url: self.state.config.database_url.clone(),
             ..config
-        };
-        Self::start_on(config, Cleanup::Shared, |_| {}).await
+        }
     }
 
     async fn start_on(config: Config, cleanup: Cleanup, prepare: impl FnOnce(&mut AppState)) -> TestServer {
