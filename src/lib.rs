@@ -22,6 +22,8 @@ pub mod http;
 pub mod mail;
 /// The session store: sessions, the roles they carry, and the cache in front of them.
 pub mod sessions;
+/// Startup: database, migrations, keys, the configured admin.
+pub mod startup;
 /// Shared state: database pool, keys, hasher.
 pub mod state;
 /// Prometheus metrics.

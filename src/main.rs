@@ -1,7 +1,7 @@
 //! The `gatehouse` command: `serve` (the default), `migrate` and `schema`.
 
 use clap::{Parser, Subcommand};
-use gatehouse::{app, graphql, AppState, Config};
+use gatehouse::{app, graphql, Config};
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -59,7 +59,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.bind)
         .await
         .map_err(|e| anyhow::anyhow!("binding {}: {e}", config.bind))?;
-    let mut state = AppState::connect(config).await?;
+    let mut state = gatehouse::startup::start(config).await?;
     state.metrics = Some(gatehouse::telemetry::install()?);
     tracing::info!(address = %listener.local_addr()?, "gatehouse listening; GraphiQL at /graphql");
     Ok(app::serve(listener, state, gatehouse::app::shutdown_signal()).await?)
@@ -67,7 +67,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
     config.validate().unwrap_or_else(|e| fail(2, &e));
-    AppState::connect(config).await?;
+    gatehouse::startup::start(config).await?;
     tracing::info!("migrations applied");
     Ok(())
 }

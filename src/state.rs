@@ -1,19 +1,16 @@
-//! `AppState`: what every request handler and domain function needs, cheap to clone.
-//! Built once at startup by `AppState::connect`; tests build one per server.
+//! `AppState`: what the request handlers need, cheap to clone. `startup::start` builds it
+//! once; tests build one per server.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context as _;
-use migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use sea_orm::DatabaseConnection;
 
-use crate::auth::jwk;
 use crate::auth::password::PasswordHasher;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain;
+use crate::domain::rate_limit::RateLimiter;
+use crate::domain::reset::ResetMail;
 use crate::mail::Mailer;
 use crate::sessions::SessionStore;
 
@@ -27,82 +24,17 @@ pub struct AppState {
     pub mailer: Mailer,
     /// Sessions and the roles they carry; the only way to change either.
     pub sessions: SessionStore,
+    pub limiter: RateLimiter,
     /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 impl AppState {
-    /// Connects, applies pending migrations, loads the signing key and ensures the admin.
-    pub async fn connect(config: Config) -> anyhow::Result<Self> {
-        // The key file is read before the database is touched, so a bad one writes nothing.
-        let private_key = (config.jwt_private_key_file.as_deref())
-            .map(jwk::load)
-            .transpose()
-            .map_err(anyhow::Error::msg)?;
-        let db = connect_database(&config).await?;
-        Migrator::up(&db, None).await.context("applying migrations")?;
-        let tokens = match (private_key, &config.jwt_secret) {
-            (Some(key), _) => TokenKeys::asymmetric(key),
-            (None, Some(secret)) => TokenKeys::hs256(secret.as_bytes()),
-            (None, None) => {
-                let secret = domain::setting::jwt_secret(&db)
-                    .await
-                    .context("loading the JWT secret")?;
-                TokenKeys::hs256(secret.as_bytes())
-            }
-        };
-        let passwords = PasswordHasher::new(
-            config.argon2_memory_kib,
-            config.argon2_iterations,
-            config.argon2_parallelism,
-        )?;
-        let tokens = Arc::new(tokens);
-        let clock = Clock::default();
-        let state = AppState {
-            sessions: SessionStore::new(db.clone(), clock.clone(), tokens.clone(), config.session_ttl),
-            db,
-            tokens,
-            passwords,
-            clock,
-            mailer: Mailer::from_config(&config)?,
-            metrics: None,
-            config: Arc::new(config),
-        };
-        if let (Some(username), Some(password)) = (&state.config.admin_username, &state.config.admin_password) {
-            domain::account::ensure_admin(&state, username, password)
-                .await
-                .map_err(|e| anyhow::anyhow!("ADMIN_USERNAME/ADMIN_PASSWORD: {e}"))?;
-        }
-        Ok(state)
-    }
-}
-
-/// Opens the pool; for SQLite, creates the file's folder and turns on write-ahead logging
-/// so readers do not wait for writers.
-pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    if config.is_sqlite() {
-        if let Some(dir) = sqlite_path(&config.database_url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
+    /// How reset links go out: through this state's mailer, with the configured template.
+    pub fn reset_mail(&self) -> ResetMail {
+        ResetMail {
+            mailer: self.mailer.clone(),
+            link_template: self.config.reset_url_template.clone(),
         }
     }
-    let timeout = Duration::from_secs(config.database_timeout);
-    let mut options = ConnectOptions::new(config.database_url.clone());
-    options
-        .connect_timeout(timeout)
-        .acquire_timeout(timeout)
-        .max_connections(if config.is_sqlite() { 8 } else { 16 })
-        .sqlx_logging(false);
-    let db = Database::connect(options).await.context("connecting to the database")?;
-    if config.is_sqlite() {
-        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
-    }
-    Ok(db)
-}
-
-fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    (!path.is_empty() && path != ":memory:").then(|| path.into())
 }

@@ -1,9 +1,7 @@
-//! Credentials: tokens, password hashing, sessions as credentials, and who the caller is.
-//! Only `guard` (GraphQL) and `cookie` (HTTP) touch a web crate.
+//! Credentials: token signing, password hashing, signing keys and the session cookie. No
+//! web framework here, and nothing of the database.
 
 pub mod cookie;
-pub mod guard;
-pub mod identity;
 pub mod jwk;
 pub mod password;
 pub mod token;

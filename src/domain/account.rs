@@ -6,14 +6,13 @@ use entity::user;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::auth::password::check_new_password;
+use crate::auth::password::{check_new_password, PasswordHasher};
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
-use crate::domain::rate_limit::{self, Action};
+use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
-use crate::sessions::{self, Caller, IssuedSession, SessionChange};
-use crate::state::AppState;
+use crate::sessions::{self, Caller, IssuedSession, SessionChange, SessionStore};
 
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
 /// RFC 5321 caps a forward path at 254 characters.
@@ -127,13 +126,19 @@ pub async fn insert_user(
 }
 
 /// Creates an account with role `user` and opens its first session, all in one transaction.
-pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> Result<SignedIn, AppError> {
+pub async fn signup(
+    store: &SessionStore,
+    limiter: &RateLimiter,
+    passwords: &PasswordHasher,
+    new: NewAccount,
+    client: &ClientInfo,
+) -> Result<SignedIn, AppError> {
     // Every signup counts against the address, the successful ones above all (mass creation).
-    let _counted = rate_limit::admit(state, Action::Signup, None, client.ip).await?;
+    let _counted = limiter.admit(Action::Signup, None, client.ip).await?;
     let email = check_new_account(&new)?;
-    let password_hash = state.passwords.hash(&new.password).await?;
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+    let password_hash = passwords.hash(&new.password).await?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     let user = insert_user(&mut change, new, email, password_hash, &[], now).await?;
     let session = change.open(user.id, client).await?;
     audit::record(change.txn(), now, Event::own(Kind::Signup, user.id, client)).await?;
@@ -149,18 +154,19 @@ pub async fn signup(state: &AppState, new: NewAccount, client: &ClientInfo) -> R
 /// hashing as a wrong password and fails with the same error. Over the rate limit, the
 /// attempt is refused before any hashing (API.md §7).
 pub async fn login(
-    state: &AppState,
+    store: &SessionStore,
+    limiter: &RateLimiter,
+    passwords: &PasswordHasher,
     username: &str,
     password: &str,
     client: &ClientInfo,
 ) -> Result<SignedIn, AppError> {
-    let attempt = rate_limit::admit(state, Action::Login, Some(username), client.ip).await?;
-    let user = find_by_username(&state.db, username).await?;
-    let verified = state
-        .passwords
+    let attempt = limiter.admit(Action::Login, Some(username), client.ip).await?;
+    let user = find_by_username(store.db(), username).await?;
+    let verified = passwords
         .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
         .await?;
-    let now = state.clock.now();
+    let now = store.now();
     let user = match user {
         Some(user) if verified => user,
         other => {
@@ -171,13 +177,13 @@ pub async fn login(
                 client,
                 detail: None,
             };
-            audit::record(&state.db, now, failed).await?;
+            audit::record(store.db(), now, failed).await?;
             metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
             return Err(AppError::InvalidCredentials);
         }
     };
-    attempt.succeeded(state).await?;
-    let mut change = state.sessions.begin().await?;
+    attempt.succeeded(limiter).await?;
+    let mut change = store.begin().await?;
     let session = change.open(user.id, client).await?;
     audit::record(change.txn(), now, Event::own(Kind::Login, user.id, client)).await?;
     let roles = sessions::roles_of(change.txn(), user.id).await?;
@@ -205,18 +211,23 @@ pub async fn find(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Option<u
 
 /// Makes sure the configured admin exists with this password and roles `admin` and `user`.
 /// Several instances may start at once: a lost insert race turns into the update.
-pub async fn ensure_admin(state: &AppState, username: &str, password: &str) -> Result<(), AppError> {
-    let now = state.clock.now();
-    let existing = find_by_username(&state.db, username).await?;
+pub async fn ensure_admin(
+    store: &SessionStore,
+    passwords: &PasswordHasher,
+    username: &str,
+    password: &str,
+) -> Result<(), AppError> {
+    let now = store.now();
+    let existing = find_by_username(store.db(), username).await?;
     let current = match &existing {
-        Some(user) => state.passwords.verify(password, Some(&user.password_hash)).await?,
+        Some(user) => passwords.verify(password, Some(&user.password_hash)).await?,
         None => false,
     };
     let password_hash = match current {
         true => None,
-        false => Some(state.passwords.hash(password).await?),
+        false => Some(passwords.hash(password).await?),
     };
-    let mut change = state.sessions.begin().await?;
+    let mut change = store.begin().await?;
     let user_id = match (existing, password_hash) {
         (Some(user), None) => user.id,
         (Some(user), Some(password_hash)) => set_password(change.txn(), user, password_hash, now).await?,
@@ -233,7 +244,7 @@ pub async fn ensure_admin(state: &AppState, username: &str, password: &str) -> R
                 // Another instance created it first: start over against its row.
                 Err(AppError::Conflict { .. }) => {
                     drop(change);
-                    return Box::pin(ensure_admin(state, username, password)).await;
+                    return Box::pin(ensure_admin(store, passwords, username, password)).await;
                 }
                 Err(e) => return Err(e),
             }
@@ -260,14 +271,13 @@ async fn set_password(
 /// `change`; `kind` says why (changed, or reset by mail). Hash before the change starts, so
 /// no lock is held while hashing.
 pub async fn replace_password(
-    state: &AppState,
     change: &mut SessionChange,
     user: user::Model,
     password_hash: String,
     client: &ClientInfo,
     kind: Kind,
 ) -> Result<SignedIn, AppError> {
-    let now = state.clock.now();
+    let now = change.now();
     let user_id = user.id;
     set_password(change.txn(), user, password_hash, now).await?;
     change.close_all(user_id).await?;
@@ -281,30 +291,28 @@ pub async fn replace_password(
 /// `changePassword`: the current password proves it is the user; every session closes and a
 /// new one is returned.
 pub async fn change_password(
-    state: &AppState,
+    store: &SessionStore,
+    limiter: &RateLimiter,
+    passwords: &PasswordHasher,
     caller: &Caller,
     current_password: &str,
     new_password: &str,
     client: &ClientInfo,
 ) -> Result<SignedIn, AppError> {
-    let user = find(&state.db, caller.user_id)
+    let user = find(store.db(), caller.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
     // A wrong current password is a failed login by another name: a stolen session must not
     // become an unlimited password oracle.
-    let attempt = rate_limit::admit(state, Action::Login, Some(&user.username), client.ip).await?;
-    if !state
-        .passwords
-        .verify(current_password, Some(&user.password_hash))
-        .await?
-    {
+    let attempt = limiter.admit(Action::Login, Some(&user.username), client.ip).await?;
+    if !passwords.verify(current_password, Some(&user.password_hash)).await? {
         return Err(AppError::bad_input("currentPassword", "current password is wrong"));
     }
-    attempt.succeeded(state).await?;
+    attempt.succeeded(limiter).await?;
     check_new_password("newPassword", &user.username, new_password)?;
-    let password_hash = state.passwords.hash(new_password).await?;
-    let mut change = state.sessions.begin().await?;
-    let signed_in = replace_password(state, &mut change, user, password_hash, client, Kind::PasswordChanged).await?;
+    let password_hash = passwords.hash(new_password).await?;
+    let mut change = store.begin().await?;
+    let signed_in = replace_password(&mut change, user, password_hash, client, Kind::PasswordChanged).await?;
     change.commit().await?;
     Ok(signed_in)
 }

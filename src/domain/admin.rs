@@ -3,9 +3,12 @@
 
 use entity::{user, user_role};
 use sea_orm::sea_query::{Expr, LikeExpr};
-use sea_orm::{ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use uuid::Uuid;
 
+use crate::auth::password::PasswordHasher;
 use crate::client::ClientInfo;
 use crate::domain::account::{self, NewAccount};
 use crate::domain::audit::{self, Event, Kind};
@@ -13,12 +16,11 @@ use crate::domain::lock;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::role::{self, check_global_roles};
 use crate::error::AppError;
-use crate::sessions::{self, Caller};
-use crate::state::AppState;
+use crate::sessions::{self, Caller, SessionStore};
 
 /// Users by username (case-folded), optionally those whose username or email contains `search`.
 pub async fn list_users(
-    state: &AppState,
+    db: &DatabaseConnection,
     request: &PageRequest,
     search: Option<&str>,
 ) -> Result<Page<user::Model>, AppError> {
@@ -36,7 +38,7 @@ pub async fn list_users(
                 .add(Expr::col(user::Column::EmailKey).like(LikeExpr::new(pattern).escape('\\'))),
         );
     }
-    let total = user::Entity::find().filter(filter.clone()).count(&state.db).await?;
+    let total = user::Entity::find().filter(filter.clone()).count(db).await?;
     let mut query = user::Entity::find().filter(filter);
     if let Some(after) = &request.after {
         query = query.filter(user::Column::UsernameKey.gt(after.as_str()));
@@ -44,14 +46,15 @@ pub async fn list_users(
     let rows = query
         .order_by_asc(user::Column::UsernameKey)
         .limit(request.fetch())
-        .all(&state.db)
+        .all(db)
         .await?;
     Ok(Page::from_rows(request, rows, total, |row| row.username_key.clone()))
 }
 
 /// `createUser`: an account with role `user` plus `roles`, created by an admin.
 pub async fn create_user(
-    state: &AppState,
+    store: &SessionStore,
+    passwords: &PasswordHasher,
     admin: &Caller,
     new: NewAccount,
     roles: &[String],
@@ -59,9 +62,9 @@ pub async fn create_user(
 ) -> Result<(user::Model, Vec<String>), AppError> {
     let email = account::check_new_account(&new)?;
     let extra = check_global_roles(roles)?;
-    let password_hash = state.passwords.hash(&new.password).await?;
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+    let password_hash = passwords.hash(&new.password).await?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     let user = account::insert_user(&mut change, new, email, password_hash, &extra, now).await?;
     let roles = sessions::roles_of(change.txn(), user.id).await?;
     let event = Event {
@@ -80,15 +83,15 @@ pub async fn create_user(
 /// `deleteUsers`: deletes the users that exist and returns their ids; sessions go with them
 /// (foreign keys), so their tokens stop working at once.
 pub async fn delete_users(
-    state: &AppState,
+    store: &SessionStore,
     admin: &Caller,
     ids: &[Uuid],
     client: &ClientInfo,
 ) -> Result<Vec<Uuid>, AppError> {
     let mut ids = ids.to_vec();
     ids.dedup();
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     let admins = lock_admins(change.txn()).await?;
     if !admins.is_empty() && admins.iter().all(|a| ids.contains(a)) {
         return Err(AppError::bad_input("ids", "the last admin cannot be deleted"));
@@ -118,15 +121,15 @@ pub async fn delete_users(
 
 /// `grantRoles`: adds global roles; effective on the user's next request.
 pub async fn grant_roles(
-    state: &AppState,
+    store: &SessionStore,
     admin: &Caller,
     user_id: Uuid,
     roles: &[String],
     client: &ClientInfo,
 ) -> Result<(user::Model, Vec<String>), AppError> {
     let roles = check_global_roles(roles)?;
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     let user = account::find(change.txn(), user_id).await?.ok_or(AppError::NotFound)?;
     let names: Vec<&str> = roles.iter().map(String::as_str).collect();
     change.grant(user_id, &names, now).await?;
@@ -146,7 +149,7 @@ pub async fn grant_roles(
 
 /// `revokeRoles`: removes global roles. Every account keeps `user`; the last admin keeps `admin`.
 pub async fn revoke_roles(
-    state: &AppState,
+    store: &SessionStore,
     admin: &Caller,
     user_id: Uuid,
     roles: &[String],
@@ -156,8 +159,8 @@ pub async fn revoke_roles(
     if roles.iter().any(|r| r == role::USER) {
         return Err(AppError::bad_input("roles", "every account keeps the role user"));
     }
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     let user = account::find(change.txn(), user_id).await?.ok_or(AppError::NotFound)?;
     if roles.iter().any(|r| r == role::ADMIN) && lock_admins(change.txn()).await? == [user_id] {
         return Err(AppError::bad_input(
@@ -189,4 +192,44 @@ async fn lock_admins(txn: &sea_orm::DatabaseTransaction) -> Result<Vec<Uuid>, Ap
         .filter(user_role::Column::Role.eq(role::ADMIN));
     let query = lock::for_update(txn, query).await?;
     Ok(query.into_tuple().all(txn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sessions::in_memory;
+
+    #[tokio::test]
+    async fn the_last_admin_keeps_admin_until_there_is_another() {
+        let store = in_memory().await;
+        let passwords = PasswordHasher::new(64, 1, 1).unwrap();
+        account::ensure_admin(&store, &passwords, "root", "a long admin password")
+            .await
+            .unwrap();
+        let root = account::find_by_username(store.db(), "root").await.unwrap().unwrap();
+        let caller = Caller {
+            user_id: root.id,
+            session_id: Uuid::new_v4(),
+            roles: vec![role::ADMIN.into(), role::USER.into()],
+        };
+        let client = ClientInfo::default();
+        let admin = vec![role::ADMIN.to_string()];
+
+        let refused = revoke_roles(&store, &caller, root.id, &admin, &client).await;
+        assert!(matches!(refused, Err(AppError::BadUserInput { field: "roles", .. })));
+
+        let new = NewAccount {
+            username: "deputy".into(),
+            password: "another long password".into(),
+            email: None,
+            name: None,
+        };
+        let (deputy, _) = create_user(&store, &passwords, &caller, new, &admin, &client)
+            .await
+            .unwrap();
+        let (_, held) = revoke_roles(&store, &caller, root.id, &admin, &client).await.unwrap();
+        assert_eq!(held, [role::USER]);
+        let refused = revoke_roles(&store, &caller, deputy.id, &admin, &client).await;
+        assert!(refused.is_err(), "now the deputy is the last admin");
+    }
 }

@@ -4,15 +4,14 @@
 use chrono::{DateTime, Utc};
 use entity::audit_event;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
 use crate::client::ClientInfo;
 use crate::domain::page::{self, Page, PageRequest};
 use crate::error::AppError;
-use crate::state::AppState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -107,7 +106,7 @@ pub async fn record(conn: &impl ConnectionTrait, at: DateTime<Utc>, event: Event
 
 /// Events newest first, optionally those where `user_id` is the actor or the subject.
 pub async fn list(
-    state: &AppState,
+    db: &DatabaseConnection,
     request: &PageRequest,
     user_id: Option<Uuid>,
 ) -> Result<Page<audit_event::Model>, AppError> {
@@ -119,10 +118,7 @@ pub async fn list(
                 .add(audit_event::Column::SubjectId.eq(user_id)),
         );
     }
-    let total = audit_event::Entity::find()
-        .filter(filter.clone())
-        .count(&state.db)
-        .await?;
+    let total = audit_event::Entity::find().filter(filter.clone()).count(db).await?;
     let mut query = audit_event::Entity::find().filter(filter);
     if let Some(after) = &request.after {
         let (at, id) = page::parse_time_key(after)?;
@@ -138,7 +134,7 @@ pub async fn list(
         .order_by_desc(audit_event::Column::At)
         .order_by_desc(audit_event::Column::Id)
         .limit(request.fetch())
-        .all(&state.db)
+        .all(db)
         .await?;
     Ok(Page::from_rows(request, rows, total, |row| {
         page::time_key(row.at, row.id)

@@ -11,7 +11,7 @@ use crate::client::ClientInfo;
 use crate::domain::account::{self, USER_UNIQUE_FIELDS};
 use crate::domain::audit::{self, Event, Kind};
 use crate::error::{on_unique, AppError};
-use crate::state::AppState;
+use crate::sessions::SessionStore;
 
 /// `settings` is a client's blob, not a document store.
 pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;
@@ -92,12 +92,12 @@ fn decide<T>(change: Change<T>, check: impl Fn(&T) -> Result<(), AppError>) -> R
 
 /// Applies `changes` to the user's profile and records which fields changed.
 pub async fn update(
-    state: &AppState,
+    store: &SessionStore,
     user_id: Uuid,
     changes: ProfileChanges,
     client: &ClientInfo,
 ) -> Result<user::Model, AppError> {
-    let user = account::find(&state.db, user_id)
+    let user = account::find(store.db(), user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
     let mut row: user::ActiveModel = user.into();
@@ -129,9 +129,9 @@ pub async fn update(
         changed.push("settings");
     }
 
-    let now = state.clock.now();
+    let now = store.now();
     row.updated_at = Set(now);
-    let txn = state.db.begin().await?;
+    let txn = store.db().begin().await?;
     let user = row.update(&txn).await.map_err(on_unique(USER_UNIQUE_FIELDS))?;
     let event = Event::own(Kind::ProfileUpdated, user_id, client).with_detail(serde_json::json!({ "fields": changed }));
     audit::record(&txn, now, event).await?;

@@ -6,11 +6,15 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::attempt;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use uuid::Uuid;
 
+use crate::clock::Clock;
+use crate::config::Config;
 use crate::error::AppError;
-use crate::state::AppState;
 
 /// Longest username key stored: no account name is longer than 64 characters, so a longer
 /// (hopeless) name is cut rather than stored whole, and stays distinct from every real one.
@@ -39,6 +43,36 @@ impl Action {
     }
 }
 
+/// The limits in force; 0 turns one off.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub login_user: u32,
+    pub login_ip: u32,
+    pub signup_ip: u32,
+    pub reset_ip: u32,
+    pub window_seconds: u64,
+}
+
+impl From<&Config> for Limits {
+    fn from(config: &Config) -> Self {
+        Limits {
+            login_user: config.rate_limit_login_user,
+            login_ip: config.rate_limit_login_ip,
+            signup_ip: config.rate_limit_signup_ip,
+            reset_ip: config.rate_limit_reset_ip,
+            window_seconds: config.rate_limit_window,
+        }
+    }
+}
+
+/// Counts attempts against the limits, in the database every instance shares.
+#[derive(Clone)]
+pub struct RateLimiter {
+    db: DatabaseConnection,
+    clock: Clock,
+    limits: Limits,
+}
+
 /// An attempt admitted and counted. Call `succeeded` when it should stop counting.
 #[must_use = "an attempt that succeeds must be told so, or it counts as a failure"]
 pub struct Attempt {
@@ -47,116 +81,117 @@ pub struct Attempt {
 
 impl Attempt {
     /// A success is not a failure: this attempt stops counting (earlier failures stay).
-    pub async fn succeeded(self, state: &AppState) -> Result<(), AppError> {
+    pub async fn succeeded(self, limiter: &RateLimiter) -> Result<(), AppError> {
         if let Some(id) = self.id {
-            attempt::Entity::delete_by_id(id).exec(&state.db).await?;
+            attempt::Entity::delete_by_id(id).exec(&limiter.db).await?;
         }
         Ok(())
     }
 }
 
-/// Counts an attempt, or refuses it with `RateLimited` when it would go over a limit.
-///
-/// The row is written before counting, so concurrent attempts (other requests, other
-/// instances) see each other: of racing attempts, the later ones are refused. A refused
-/// attempt's row is removed again, so refusals never extend a lockout.
-pub async fn admit(
-    state: &AppState,
-    action: Action,
-    username: Option<&str>,
-    ip: Option<IpAddr>,
-) -> Result<Attempt, AppError> {
-    let config = &state.config;
-    let username_key = username.map(|u| u.to_lowercase().chars().take(MAX_KEY_CHARS).collect::<String>());
-    let ip = ip.map(|ip| ip.to_string());
-    let (user_limit, ip_limit) = match action {
-        Action::Login => (config.rate_limit_login_user, config.rate_limit_login_ip),
-        Action::Signup => (0, config.rate_limit_signup_ip),
-        Action::Reset => (0, config.rate_limit_reset_ip),
-    };
-    // Each check: the column, the value to match and the limit; 0 turns a limit off.
-    let mut checks = Vec::new();
-    if let (Some(key), true) = (&username_key, user_limit > 0) {
-        checks.push((attempt::Column::UsernameKey, key.clone(), user_limit));
-    }
-    if let (Some(ip), true) = (&ip, ip_limit > 0) {
-        checks.push((attempt::Column::Ip, ip.clone(), ip_limit));
-    }
-    if checks.is_empty() {
-        return Ok(Attempt { id: None });
+impl RateLimiter {
+    pub fn new(db: DatabaseConnection, clock: Clock, limits: Limits) -> Self {
+        RateLimiter { db, clock, limits }
     }
 
-    let now = state.clock.now();
-    let since = now - window(state);
-    let id = Uuid::new_v4();
-    let row = attempt::ActiveModel {
-        id: Set(id),
-        kind: Set(action.as_str().to_owned()),
-        username_key: Set(username_key),
-        ip: Set(ip),
-        at: Set(now),
-    };
-    attempt::Entity::insert(row).exec_without_returning(&state.db).await?;
-
-    for (column, value, limit) in checks {
-        let counted = attempt::Entity::find()
-            .filter(attempt::Column::Kind.eq(action.as_str()))
-            .filter(column.eq(value.as_str()))
-            .filter(attempt::Column::At.gt(since))
-            .count(&state.db)
-            .await?;
-        if counted > u64::from(limit) {
-            attempt::Entity::delete_by_id(id).exec(&state.db).await?;
-            let retry_after = retry_after(state, action, column, &value, limit, since, now).await?;
-            return Err(AppError::RateLimited { retry_after });
+    /// Counts an attempt, or refuses it with `RateLimited` when it would go over a limit.
+    ///
+    /// The row is written before counting, so concurrent attempts (other requests, other
+    /// instances) see each other: of racing attempts, the later ones are refused. A refused
+    /// attempt's row is removed again, so refusals never extend a lockout.
+    pub async fn admit(&self, action: Action, username: Option<&str>, ip: Option<IpAddr>) -> Result<Attempt, AppError> {
+        let limits = &self.limits;
+        let username_key = username.map(|u| u.to_lowercase().chars().take(MAX_KEY_CHARS).collect::<String>());
+        let ip = ip.map(|ip| ip.to_string());
+        let (user_limit, ip_limit) = match action {
+            Action::Login => (limits.login_user, limits.login_ip),
+            Action::Signup => (0, limits.signup_ip),
+            Action::Reset => (0, limits.reset_ip),
+        };
+        // Each check: the column, the value to match and the limit; 0 turns a limit off.
+        let mut checks = Vec::new();
+        if let (Some(key), true) = (&username_key, user_limit > 0) {
+            checks.push((attempt::Column::UsernameKey, key.clone(), user_limit));
         }
+        if let (Some(ip), true) = (&ip, ip_limit > 0) {
+            checks.push((attempt::Column::Ip, ip.clone(), ip_limit));
+        }
+        if checks.is_empty() {
+            return Ok(Attempt { id: None });
+        }
+
+        let now = self.clock.now();
+        let since = now - self.window();
+        let id = Uuid::new_v4();
+        let row = attempt::ActiveModel {
+            id: Set(id),
+            kind: Set(action.as_str().to_owned()),
+            username_key: Set(username_key),
+            ip: Set(ip),
+            at: Set(now),
+        };
+        attempt::Entity::insert(row).exec_without_returning(&self.db).await?;
+
+        for (column, value, limit) in checks {
+            let counted = attempt::Entity::find()
+                .filter(attempt::Column::Kind.eq(action.as_str()))
+                .filter(column.eq(value.as_str()))
+                .filter(attempt::Column::At.gt(since))
+                .count(&self.db)
+                .await?;
+            if counted > u64::from(limit) {
+                attempt::Entity::delete_by_id(id).exec(&self.db).await?;
+                let retry_after = self.retry_after(action, column, &value, limit, since, now).await?;
+                return Err(AppError::RateLimited { retry_after });
+            }
+        }
+        Ok(Attempt { id: Some(id) })
     }
-    Ok(Attempt { id: Some(id) })
-}
 
-/// Seconds until enough of the counted attempts have left the window for one more to fit:
-/// with `n` counted and `limit` allowed, the `(n - limit + 1)`th oldest must slide out.
-async fn retry_after(
-    state: &AppState,
-    action: Action,
-    column: attempt::Column,
-    value: &str,
-    limit: u32,
-    since: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Result<u64, AppError> {
-    let filter = || {
-        attempt::Entity::find()
-            .filter(attempt::Column::Kind.eq(action.as_str()))
-            .filter(column.eq(value))
-            .filter(attempt::Column::At.gt(since))
-    };
-    let counted = filter().count(&state.db).await?;
-    let oldest_to_go: Option<DateTime<Utc>> = filter()
-        .select_only()
-        .column(attempt::Column::At)
-        .order_by_asc(attempt::Column::At)
-        .offset(counted.saturating_sub(u64::from(limit)))
-        .limit(1)
-        .into_tuple()
-        .one(&state.db)
-        .await?;
-    let millis = oldest_to_go.map_or(0, |at| (at + window(state) - now).num_milliseconds());
-    // Rounded up, and at least a second: retrying earlier would be refused again.
-    Ok(u64::try_from(millis).unwrap_or(0).div_ceil(1000).max(1))
-}
+    /// Seconds until enough of the counted attempts have left the window for one more to fit:
+    /// with `n` counted and `limit` allowed, the `(n - limit + 1)`th oldest must slide out.
+    async fn retry_after(
+        &self,
+        action: Action,
+        column: attempt::Column,
+        value: &str,
+        limit: u32,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, AppError> {
+        let filter = || {
+            attempt::Entity::find()
+                .filter(attempt::Column::Kind.eq(action.as_str()))
+                .filter(column.eq(value))
+                .filter(attempt::Column::At.gt(since))
+        };
+        let counted = filter().count(&self.db).await?;
+        let oldest_to_go: Option<DateTime<Utc>> = filter()
+            .select_only()
+            .column(attempt::Column::At)
+            .order_by_asc(attempt::Column::At)
+            .offset(counted.saturating_sub(u64::from(limit)))
+            .limit(1)
+            .into_tuple()
+            .one(&self.db)
+            .await?;
+        let millis = oldest_to_go.map_or(0, |at| (at + self.window() - now).num_milliseconds());
+        // Rounded up, and at least a second: retrying earlier would be refused again.
+        Ok(u64::try_from(millis).unwrap_or(0).div_ceil(1000).max(1))
+    }
 
-/// Deletes attempts that have left the window; returns how many.
-pub async fn delete_old(state: &AppState) -> Result<u64, AppError> {
-    let since = state.clock.now() - window(state);
-    let deleted = attempt::Entity::delete_many()
-        .filter(attempt::Column::At.lte(since))
-        .exec(&state.db)
-        .await?;
-    Ok(deleted.rows_affected)
-}
+    /// Deletes attempts that have left the window; returns how many.
+    pub async fn delete_old(&self) -> Result<u64, AppError> {
+        let since = self.clock.now() - self.window();
+        let deleted = attempt::Entity::delete_many()
+            .filter(attempt::Column::At.lte(since))
+            .exec(&self.db)
+            .await?;
+        Ok(deleted.rows_affected)
+    }
 
-fn window(state: &AppState) -> Duration {
-    // `Config::validate` keeps the window within a year, far inside chrono's range.
-    Duration::seconds(i64::try_from(state.config.rate_limit_window).unwrap_or(MAX_WINDOW_SECONDS))
+    fn window(&self) -> Duration {
+        // `Config::validate` keeps the window within a year, far inside chrono's range.
+        Duration::seconds(i64::try_from(self.limits.window_seconds).unwrap_or(MAX_WINDOW_SECONDS))
+    }
 }

@@ -8,15 +8,15 @@ use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 use uuid::Uuid;
 
-use crate::auth::password::check_new_password;
+use crate::auth::password::{check_new_password, PasswordHasher};
 use crate::auth::token::{new_session_secret, secret_hash};
 use crate::client::ClientInfo;
 use crate::domain::account::{self, SignedIn};
 use crate::domain::audit::{self, Event, Kind};
-use crate::domain::rate_limit::{self, Action};
+use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::error::AppError;
-use crate::mail::Mail;
-use crate::state::AppState;
+use crate::mail::{Mail, Mailer};
+use crate::sessions::SessionStore;
 
 /// How long a reset link works.
 const RESET_TOKEN_MINUTES: i64 = 30;
@@ -25,15 +25,17 @@ const RESET_TOKEN_MINUTES: i64 = 30;
 /// the address is over its rate limit: that is refused whether or not the account exists,
 /// so the refusal tells nothing about accounts either.
 pub async fn request_in_background(
-    state: AppState,
+    store: SessionStore,
+    limiter: &RateLimiter,
+    mail: ResetMail,
     username: Option<String>,
     email: Option<String>,
     client: ClientInfo,
 ) -> Result<(), AppError> {
     // Every request counts: each may send a mail.
-    let _counted = rate_limit::admit(&state, Action::Reset, None, client.ip).await?;
+    let _counted = limiter.admit(Action::Reset, None, client.ip).await?;
     tokio::spawn(async move {
-        if let Err(e) = request(&state, username, email, &client).await {
+        if let Err(e) = request(&store, &mail, username, email, &client).await {
             tracing::error!(error = ?e, "password reset request failed");
         }
     });
@@ -43,23 +45,24 @@ pub async fn request_in_background(
 /// Finds the account (username wins over email), stores a fresh token, voids older ones and
 /// mails the link. No account, or no address to mail: nothing happens.
 pub async fn request(
-    state: &AppState,
+    store: &SessionStore,
+    mail: &ResetMail,
     username: Option<String>,
     email: Option<String>,
     client: &ClientInfo,
 ) -> Result<(), AppError> {
     let user = match (username, email) {
-        (Some(username), _) => account::find_by_username(&state.db, &username).await?,
-        (None, Some(email)) => account::find_by_email(&state.db, &email).await?,
+        (Some(username), _) => account::find_by_username(store.db(), &username).await?,
+        (None, Some(email)) => account::find_by_email(store.db(), &email).await?,
         (None, None) => None,
     };
     let Some(user) = user else { return Ok(()) };
-    if state.mailer.needs_address() && user.email.is_none() {
+    if mail.mailer.needs_address() && user.email.is_none() {
         return Ok(());
     }
     let (token, token_hash) = new_session_secret();
-    let now = state.clock.now();
-    let txn = state.db.begin().await?;
+    let now = store.now();
+    let txn = store.db().begin().await?;
     password_reset::Entity::delete_many()
         .filter(password_reset::Column::UserId.eq(user.id))
         .filter(password_reset::Column::UsedAt.is_null())
@@ -83,13 +86,21 @@ pub async fn request(
     };
     audit::record(&txn, now, event).await?;
     txn.commit().await?;
-    state.mailer.send(reset_mail(state, &user, &token)).await?;
+    mail.mailer.send(mail.message(&user, &token)).await?;
     Ok(())
 }
 
-fn reset_mail(state: &AppState, user: &user::Model, token: &str) -> Mail {
-    let link = state.config.reset_url_template.replace("{token}", token);
-    Mail {
+/// How reset links are sent: the mailer and the link template (`RESET_URL_TEMPLATE`).
+#[derive(Clone)]
+pub struct ResetMail {
+    pub mailer: Mailer,
+    pub link_template: String,
+}
+
+impl ResetMail {
+    fn message(&self, user: &user::Model, token: &str) -> Mail {
+        let link = self.link_template.replace("{token}", token);
+        Mail {
         to: user.email.clone().unwrap_or_else(|| user.username.clone()),
         subject: "Reset your password".into(),
         body: format!(
@@ -97,31 +108,34 @@ fn reset_mail(state: &AppState, user: &user::Model, token: &str) -> Mail {
             user.username
         ),
     }
+    }
 }
 
 /// Sets a new password with a mailed token: the token is consumed, every session closes and a
 /// new one opens, all in one transaction.
 pub async fn reset(
-    state: &AppState,
+    store: &SessionStore,
+    limiter: &RateLimiter,
+    passwords: &PasswordHasher,
     token: &str,
     new_password: &str,
     client: &ClientInfo,
 ) -> Result<SignedIn, AppError> {
     // Failed uses count against the address, so reset tokens cannot be guessed at length.
-    let attempt = rate_limit::admit(state, Action::Reset, None, client.ip).await?;
+    let attempt = limiter.admit(Action::Reset, None, client.ip).await?;
     let invalid = || AppError::bad_input("token", "reset token is invalid, used or expired");
-    let now = state.clock.now();
+    let now = store.now();
     let pending = password_reset::Entity::find()
         .filter(password_reset::Column::TokenHash.eq(secret_hash(token)))
-        .one(&state.db)
+        .one(store.db())
         .await?
         .filter(|r| r.used_at.is_none() && r.expires_at > now)
         .ok_or_else(invalid)?;
-    let user = account::find(&state.db, pending.user_id).await?.ok_or_else(invalid)?;
+    let user = account::find(store.db(), pending.user_id).await?.ok_or_else(invalid)?;
     check_new_password("newPassword", &user.username, new_password)?;
-    let password_hash = state.passwords.hash(new_password).await?;
+    let password_hash = passwords.hash(new_password).await?;
 
-    let mut change = state.sessions.begin().await?;
+    let mut change = store.begin().await?;
     // Consuming the token is the first write: of two racing uses, one finds it used.
     let consumed = password_reset::Entity::update_many()
         .col_expr(password_reset::Column::UsedAt, Expr::value(now))
@@ -132,9 +146,8 @@ pub async fn reset(
     if consumed.rows_affected != 1 {
         return Err(invalid());
     }
-    let signed_in =
-        account::replace_password(state, &mut change, user, password_hash, client, Kind::PasswordReset).await?;
+    let signed_in = account::replace_password(&mut change, user, password_hash, client, Kind::PasswordReset).await?;
     change.commit().await?;
-    attempt.succeeded(state).await?;
+    attempt.succeeded(limiter).await?;
     Ok(signed_in)
 }

@@ -7,31 +7,31 @@ use crate::client::ClientInfo;
 use crate::domain::account;
 use crate::domain::audit::{self, Event, Kind};
 use crate::error::AppError;
-use crate::state::AppState;
+use crate::sessions::SessionStore;
 
 /// Closes one live session of `user_id` (`kind` is `Logout` or `SessionClosed`); someone
 /// else's session is `NotFound`, as if it did not exist.
 pub async fn close(
-    state: &AppState,
+    store: &SessionStore,
     user_id: Uuid,
     session_id: Uuid,
     kind: Kind,
     client: &ClientInfo,
 ) -> Result<(), AppError> {
-    let mut change = state.sessions.begin().await?;
+    let mut change = store.begin().await?;
     if !change.close(user_id, session_id).await? {
         return Err(AppError::NotFound);
     }
     let detail = serde_json::json!({ "sessionId": session_id });
     let event = Event::own(kind, user_id, client).with_detail(detail);
-    audit::record(change.txn(), state.clock.now(), event).await?;
+    audit::record(change.txn(), store.now(), event).await?;
     change.commit().await
 }
 
 /// Closes every live session of `user_id` on behalf of `actor` (the user, or an admin);
 /// returns how many. An unknown user is `NotFound`.
-pub async fn close_all(state: &AppState, actor: Uuid, user_id: Uuid, client: &ClientInfo) -> Result<u64, AppError> {
-    let mut change = state.sessions.begin().await?;
+pub async fn close_all(store: &SessionStore, actor: Uuid, user_id: Uuid, client: &ClientInfo) -> Result<u64, AppError> {
+    let mut change = store.begin().await?;
     let closed = change.close_all(user_id).await?;
     if closed == 0 && account::find(change.txn(), user_id).await?.is_none() {
         return Err(AppError::NotFound);
@@ -44,7 +44,7 @@ pub async fn close_all(state: &AppState, actor: Uuid, user_id: Uuid, client: &Cl
         detail: None,
     }
     .with_detail(serde_json::json!({ "count": closed }));
-    audit::record(change.txn(), state.clock.now(), event).await?;
+    audit::record(change.txn(), store.now(), event).await?;
     change.commit().await?;
     Ok(closed)
 }

@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use entity::{site, site_member, user};
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
 };
 use uuid::Uuid;
 
@@ -18,8 +18,7 @@ use crate::domain::page::{self, Page, PageRequest};
 use crate::domain::profile::Change;
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
-use crate::sessions::{Caller, SessionChange};
-use crate::state::AppState;
+use crate::sessions::{Caller, SessionChange, SessionStore};
 
 const MAX_SITE_NAME_CHARS: usize = 200;
 const MAX_DESCRIPTION_CHARS: usize = 2000;
@@ -104,7 +103,11 @@ fn new_code() -> String {
 }
 
 /// Sites in creation order: those the caller holds a role on, or all of them for an admin.
-pub async fn list(state: &AppState, caller: &Caller, request: &PageRequest) -> Result<Page<site::Model>, AppError> {
+pub async fn list(
+    db: &DatabaseConnection,
+    caller: &Caller,
+    request: &PageRequest,
+) -> Result<Page<site::Model>, AppError> {
     let mut filter = Condition::all();
     if !caller.has_role(role::ADMIN) {
         let mine = site_member::Entity::find()
@@ -114,7 +117,7 @@ pub async fn list(state: &AppState, caller: &Caller, request: &PageRequest) -> R
             .into_query();
         filter = filter.add(site::Column::Id.in_subquery(mine));
     }
-    let total = site::Entity::find().filter(filter.clone()).count(&state.db).await?;
+    let total = site::Entity::find().filter(filter.clone()).count(db).await?;
     let mut query = site::Entity::find().filter(filter);
     if let Some(after) = &request.after {
         let (at, id) = page::parse_time_key(after)?;
@@ -130,7 +133,7 @@ pub async fn list(state: &AppState, caller: &Caller, request: &PageRequest) -> R
         .order_by_asc(site::Column::CreatedAt)
         .order_by_asc(site::Column::Id)
         .limit(request.fetch())
-        .all(&state.db)
+        .all(db)
         .await?;
     Ok(Page::from_rows(request, rows, total, |row| {
         page::time_key(row.created_at, row.id)
@@ -141,16 +144,16 @@ pub async fn find(conn: &impl ConnectionTrait, site_id: Uuid) -> Result<Option<s
     Ok(site::Entity::find_by_id(site_id).one(conn).await?)
 }
 
-pub async fn find_by_code(state: &AppState, code: &str) -> Result<Option<site::Model>, AppError> {
+pub async fn find_by_code(db: &impl ConnectionTrait, code: &str) -> Result<Option<site::Model>, AppError> {
     Ok(site::Entity::find()
         .filter(site::Column::Code.eq(code.trim()))
-        .one(&state.db)
+        .one(db)
         .await?)
 }
 
 /// `createSite`: the site and the caller's admin membership, in one transaction.
 pub async fn create(
-    state: &AppState,
+    store: &SessionStore,
     caller: &Caller,
     name: &str,
     description: Option<String>,
@@ -160,8 +163,8 @@ pub async fn create(
     if let Some(description) = &description {
         check_description(description)?;
     }
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     let row = site::ActiveModel {
         id: Set(Uuid::new_v4()),
         name: Set(name),
@@ -192,12 +195,12 @@ pub async fn create(
 
 /// `updateSite`: name and description.
 pub async fn update(
-    state: &AppState,
+    store: &SessionStore,
     site_id: Uuid,
     name: Option<String>,
     description: Change<String>,
 ) -> Result<site::Model, AppError> {
-    let site = find(&state.db, site_id).await?.ok_or(AppError::NotFound)?;
+    let site = find(store.db(), site_id).await?.ok_or(AppError::NotFound)?;
     let mut row: site::ActiveModel = site.into();
     if let Some(name) = name {
         row.name = Set(check_name(&name)?);
@@ -210,14 +213,14 @@ pub async fn update(
             row.description = Set(Some(description));
         }
     }
-    row.updated_at = Set(state.clock.now());
-    Ok(row.update(&state.db).await?)
+    row.updated_at = Set(store.now());
+    Ok(row.update(store.db()).await?)
 }
 
 /// `deleteSite`: the site and every membership (foreign keys cascade).
-pub async fn delete(state: &AppState, caller: &Caller, site_id: Uuid, client: &ClientInfo) -> Result<(), AppError> {
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+pub async fn delete(store: &SessionStore, caller: &Caller, site_id: Uuid, client: &ClientInfo) -> Result<(), AppError> {
+    let now = store.now();
+    let mut change = store.begin().await?;
     if !change.delete_site(site_id).await? {
         return Err(AppError::NotFound);
     }
@@ -235,13 +238,13 @@ pub async fn delete(state: &AppState, caller: &Caller, site_id: Uuid, client: &C
 }
 
 /// `generateSiteCode`: a fresh code; the old one stops working at once.
-pub async fn regenerate_code(state: &AppState, site_id: Uuid) -> Result<String, AppError> {
+pub async fn regenerate_code(store: &SessionStore, site_id: Uuid) -> Result<String, AppError> {
     let code = new_code();
     let updated = site::Entity::update_many()
         .col_expr(site::Column::Code, Expr::value(code.clone()))
-        .col_expr(site::Column::UpdatedAt, Expr::value(state.clock.now()))
+        .col_expr(site::Column::UpdatedAt, Expr::value(store.now()))
         .filter(site::Column::Id.eq(site_id))
-        .exec(&state.db)
+        .exec(store.db())
         .await
         .map_err(on_unique(&["code"]))?;
     if updated.rows_affected == 0 {
@@ -251,10 +254,15 @@ pub async fn regenerate_code(state: &AppState, site_id: Uuid) -> Result<String, 
 }
 
 /// `joinSite`: grants `user` on the site with this code; a member keeps the role they have.
-pub async fn join(state: &AppState, caller: &Caller, code: &str, client: &ClientInfo) -> Result<site::Model, AppError> {
-    let site = find_by_code(state, code).await?.ok_or(AppError::NotFound)?;
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+pub async fn join(
+    store: &SessionStore,
+    caller: &Caller,
+    code: &str,
+    client: &ClientInfo,
+) -> Result<site::Model, AppError> {
+    let site = find_by_code(store.db(), code).await?.ok_or(AppError::NotFound)?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     let joined = change
         .put_site_member(site.id, caller.user_id, SiteRole::User.as_str(), true, now)
         .await?;
@@ -274,15 +282,15 @@ pub async fn join(state: &AppState, caller: &Caller, code: &str, client: &Client
 /// `leaveSite` and `setSiteRole`: gives `user_id` the role `role` on the site, or removes
 /// them with `None`. Refused when it would leave the site without an admin.
 pub async fn set_role(
-    state: &AppState,
+    store: &SessionStore,
     actor: &Caller,
     site_id: Uuid,
     user_id: Uuid,
     role: Option<SiteRole>,
     client: &ClientInfo,
 ) -> Result<(), AppError> {
-    let now = state.clock.now();
-    let mut change = state.sessions.begin().await?;
+    let now = store.now();
+    let mut change = store.begin().await?;
     find(change.txn(), site_id).await?.ok_or(AppError::NotFound)?;
     user::Entity::find_by_id(user_id)
         .one(change.txn())

@@ -5,10 +5,10 @@ use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, Result};
 use uuid::Uuid;
 
 use crate::auth::cookie;
-use crate::auth::guard::{RequireRole, SelfOrAdmin};
 use crate::domain::account::{self, NewAccount, SignedIn};
 use crate::domain::profile::{self, ProfileChanges};
 use crate::domain::reset;
+use crate::graphql::guard::{RequireRole, SelfOrAdmin};
 use crate::graphql::types::{AuthPayload, User};
 use crate::graphql::{change, ContextExt};
 
@@ -118,7 +118,11 @@ impl AccountMutation {
             email: input.email,
             name: input.name,
         };
-        let signed_in = account::signup(ctx.state(), new, ctx.client()).await?;
+        let signed_in = {
+            let state = ctx.state();
+            account::signup(&state.sessions, &state.limiter, &state.passwords, new, ctx.client())
+        }
+        .await?;
         Ok(start_session(ctx, signed_in))
     }
 
@@ -128,7 +132,19 @@ impl AccountMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "Username and password.")] input: LoginInput,
     ) -> Result<AuthPayload> {
-        let signed_in = account::login(ctx.state(), &input.username, &input.password, ctx.client()).await?;
+        let signed_in = {
+            let state = ctx.state();
+            let (username, password) = (&input.username, &input.password);
+            account::login(
+                &state.sessions,
+                &state.limiter,
+                &state.passwords,
+                username,
+                password,
+                ctx.client(),
+            )
+        }
+        .await?;
         Ok(start_session(ctx, signed_in))
     }
 
@@ -141,8 +157,16 @@ impl AccountMutation {
         #[graphql(desc = "The current password and the new one.")] input: ChangePasswordInput,
     ) -> Result<AuthPayload> {
         let (state, caller, client) = (ctx.state(), ctx.caller()?, ctx.client());
-        let signed_in =
-            account::change_password(state, &caller, &input.current_password, &input.new_password, client).await?;
+        let signed_in = account::change_password(
+            &state.sessions,
+            &state.limiter,
+            &state.passwords,
+            &caller,
+            &input.current_password,
+            &input.new_password,
+            client,
+        )
+        .await?;
         Ok(start_session(ctx, signed_in))
     }
 
@@ -162,7 +186,7 @@ impl AccountMutation {
             theme: change(input.theme),
             settings: change(input.settings.map_value(|json| json.0)),
         };
-        let row = profile::update(ctx.state(), caller.user_id, changes, ctx.client()).await?;
+        let row = profile::update(&ctx.state().sessions, caller.user_id, changes, ctx.client()).await?;
         Ok(User::new(row, Some(caller.roles.clone())))
     }
 
@@ -174,7 +198,19 @@ impl AccountMutation {
         #[graphql(desc = "The account's username or e-mail address.")] input: RequestPasswordResetInput,
     ) -> Result<bool> {
         let client = ctx.client().clone();
-        reset::request_in_background(ctx.state().clone(), input.username, input.email, client).await?;
+        {
+            let state = ctx.state();
+            let (username, email) = (input.username, input.email);
+            reset::request_in_background(
+                state.sessions.clone(),
+                &state.limiter,
+                state.reset_mail(),
+                username,
+                email,
+                client,
+            )
+        }
+        .await?;
         Ok(true)
     }
 
@@ -185,7 +221,19 @@ impl AccountMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The reset token and the new password.")] input: ResetPasswordInput,
     ) -> Result<AuthPayload> {
-        let signed_in = reset::reset(ctx.state(), &input.token, &input.new_password, ctx.client()).await?;
+        let signed_in = {
+            let state = ctx.state();
+            let (token, new_password) = (&input.token, &input.new_password);
+            reset::reset(
+                &state.sessions,
+                &state.limiter,
+                &state.passwords,
+                token,
+                new_password,
+                ctx.client(),
+            )
+        }
+        .await?;
         Ok(start_session(ctx, signed_in))
     }
 }

@@ -3,11 +3,11 @@
 use async_graphql::{Context, InputObject, Object, Result};
 use uuid::Uuid;
 
-use crate::auth::guard::RequireRole;
 use crate::domain::account::NewAccount;
 use crate::domain::page::PageRequest;
 use crate::domain::{admin, audit, session};
 use crate::graphql::connection::{AuditEventConnection, UserConnection};
+use crate::graphql::guard::RequireRole;
 use crate::graphql::types::{AuditEvent, User};
 use crate::graphql::ContextExt;
 
@@ -26,7 +26,7 @@ impl AdminQuery {
         #[graphql(desc = "Part of a username or e-mail address, any case.")] search: Option<String>,
     ) -> Result<UserConnection> {
         let request = PageRequest::new(first, after.as_deref())?;
-        let page = admin::list_users(ctx.state(), &request, search.as_deref()).await?;
+        let page = admin::list_users(&ctx.state().db, &request, search.as_deref()).await?;
         Ok(UserConnection::from_page(page, |row| User::new(row, None)))
     }
 
@@ -40,7 +40,7 @@ impl AdminQuery {
         #[graphql(desc = "Only events whose actor or subject is this user.")] user_id: Option<Uuid>,
     ) -> Result<AuditEventConnection> {
         let request = PageRequest::new(first, after.as_deref())?;
-        let page = audit::list(ctx.state(), &request, user_id).await?;
+        let page = audit::list(&ctx.state().db, &request, user_id).await?;
         Ok(AuditEventConnection::from_page(page, AuditEvent::new))
     }
 }
@@ -79,7 +79,18 @@ impl AdminMutation {
             name: input.name,
         };
         let roles = input.roles.unwrap_or_default();
-        let (row, roles) = admin::create_user(ctx.state(), &ctx.caller()?, new, &roles, ctx.client()).await?;
+        let (row, roles) = {
+            let state = ctx.state();
+            admin::create_user(
+                &state.sessions,
+                &state.passwords,
+                &ctx.caller()?,
+                new,
+                &roles,
+                ctx.client(),
+            )
+        }
+        .await?;
         Ok(User::new(row, Some(roles)))
     }
 
@@ -90,7 +101,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The ids of the users to delete.")] ids: Vec<Uuid>,
     ) -> Result<Vec<Uuid>> {
-        Ok(admin::delete_users(ctx.state(), &ctx.caller()?, &ids, ctx.client()).await?)
+        Ok(admin::delete_users(&ctx.state().sessions, &ctx.caller()?, &ids, ctx.client()).await?)
     }
 
     /// Grants global roles, effective on the user's next request. Admins only.
@@ -101,7 +112,8 @@ impl AdminMutation {
         #[graphql(desc = "The user's id.")] user_id: Uuid,
         #[graphql(desc = "Role names matching `^[a-z][a-z0-9_-]{0,31}$`.")] roles: Vec<String>,
     ) -> Result<User> {
-        let (row, roles) = admin::grant_roles(ctx.state(), &ctx.caller()?, user_id, &roles, ctx.client()).await?;
+        let (row, roles) =
+            admin::grant_roles(&ctx.state().sessions, &ctx.caller()?, user_id, &roles, ctx.client()).await?;
         ctx.refresh_roles().await?;
         Ok(User::new(row, Some(roles)))
     }
@@ -114,7 +126,8 @@ impl AdminMutation {
         #[graphql(desc = "The user's id.")] user_id: Uuid,
         #[graphql(desc = "Role names to take away.")] roles: Vec<String>,
     ) -> Result<User> {
-        let (row, roles) = admin::revoke_roles(ctx.state(), &ctx.caller()?, user_id, &roles, ctx.client()).await?;
+        let (row, roles) =
+            admin::revoke_roles(&ctx.state().sessions, &ctx.caller()?, user_id, &roles, ctx.client()).await?;
         ctx.refresh_roles().await?;
         Ok(User::new(row, Some(roles)))
     }
@@ -126,7 +139,7 @@ impl AdminMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The user's id.")] user_id: Uuid,
     ) -> Result<i32> {
-        let closed = session::close_all(ctx.state(), ctx.caller()?.user_id, user_id, ctx.client()).await?;
+        let closed = session::close_all(&ctx.state().sessions, ctx.caller()?.user_id, user_id, ctx.client()).await?;
         Ok(i32::try_from(closed).unwrap_or(i32::MAX))
     }
 }

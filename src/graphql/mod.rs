@@ -4,6 +4,7 @@
 mod account;
 mod admin;
 pub mod connection;
+pub mod guard;
 pub mod limits;
 pub mod loaders;
 mod session;
@@ -12,12 +13,12 @@ pub mod types;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, ServerError};
 
-use crate::auth::guard::RequestIdentity;
-use crate::auth::identity::Identity;
 use crate::client::ClientInfo;
 use crate::config::Config;
 use crate::error::AppError;
+use crate::graphql::guard::RequestIdentity;
 use crate::sessions::Caller;
+use crate::sessions::Identity;
 use crate::state::AppState;
 
 /// What can be read: the caller, their sessions and sites, and (for admins) users and the audit log.
@@ -76,7 +77,7 @@ impl ContextExt for Context<'_> {
     }
 
     fn identity(&self) -> Identity {
-        crate::auth::guard::identity(self)
+        crate::graphql::guard::identity(self)
     }
 
     fn client(&self) -> &ClientInfo {

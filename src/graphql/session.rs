@@ -4,9 +4,9 @@ use async_graphql::{Context, Object, Result};
 use uuid::Uuid;
 
 use crate::auth::cookie;
-use crate::auth::guard::RequireRole;
 use crate::domain::audit::Kind;
 use crate::domain::session;
+use crate::graphql::guard::RequireRole;
 use crate::graphql::types::Session;
 use crate::graphql::ContextExt;
 
@@ -44,7 +44,7 @@ impl SessionMutation {
     async fn logout(&self, ctx: &Context<'_>) -> Result<bool> {
         let caller = ctx.caller()?;
         session::close(
-            ctx.state(),
+            &ctx.state().sessions,
             caller.user_id,
             caller.session_id,
             Kind::Logout,
@@ -59,7 +59,7 @@ impl SessionMutation {
     #[graphql(guard = "RequireRole::user()")]
     async fn close_all_sessions(&self, ctx: &Context<'_>) -> Result<i32> {
         let caller = ctx.caller()?;
-        let closed = session::close_all(ctx.state(), caller.user_id, caller.user_id, ctx.client()).await?;
+        let closed = session::close_all(&ctx.state().sessions, caller.user_id, caller.user_id, ctx.client()).await?;
         clear_cookie(ctx);
         Ok(i32::try_from(closed).unwrap_or(i32::MAX))
     }
@@ -72,7 +72,14 @@ impl SessionMutation {
         #[graphql(desc = "The session's id, from `sessions`.")] id: Uuid,
     ) -> Result<bool> {
         let caller = ctx.caller()?;
-        session::close(ctx.state(), caller.user_id, id, Kind::SessionClosed, ctx.client()).await?;
+        session::close(
+            &ctx.state().sessions,
+            caller.user_id,
+            id,
+            Kind::SessionClosed,
+            ctx.client(),
+        )
+        .await?;
         if id == caller.session_id {
             clear_cookie(ctx);
         }

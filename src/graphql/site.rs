@@ -4,11 +4,11 @@ use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result};
 use entity::{site as site_row, site_member as member_row};
 use uuid::Uuid;
 
-use crate::auth::guard::{RequireRole, SiteRoleAtLeast};
 use crate::domain::page::PageRequest;
 use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
 use crate::graphql::connection::SiteConnection;
+use crate::graphql::guard::{RequireRole, SiteRoleAtLeast};
 use crate::graphql::loaders::{Loaded, MembershipsBySite, SiteById, UserById};
 use crate::graphql::types::User;
 use crate::graphql::{change, ContextExt};
@@ -180,7 +180,7 @@ impl SiteQuery {
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> Result<SiteConnection> {
         let request = PageRequest::new(first, after.as_deref())?;
-        let page = site::list(ctx.state(), &ctx.caller()?, &request).await?;
+        let page = site::list(&ctx.state().db, &ctx.caller()?, &request).await?;
         // Load the page's members and their users in one batch each, up front: the per-site
         // resolvers then find them in the request's loader cache (API.md §5: statements do
         // not grow with the page).
@@ -215,7 +215,7 @@ impl SiteQuery {
         ctx: &Context<'_>,
         #[graphql(desc = "An invitation code, as handed out by a site admin.")] code: String,
     ) -> Result<Option<SitePreview>> {
-        Ok(site::find_by_code(ctx.state(), &code)
+        Ok(site::find_by_code(&ctx.state().db, &code)
             .await?
             .map(|row| SitePreview { row }))
     }
@@ -252,7 +252,7 @@ impl SiteMutation {
         #[graphql(desc = "The new site.")] input: CreateSiteInput,
     ) -> Result<Site> {
         let row = site::create(
-            ctx.state(),
+            &ctx.state().sessions,
             &ctx.caller()?,
             &input.name,
             input.description,
@@ -272,14 +272,14 @@ impl SiteMutation {
         #[graphql(desc = "The fields to change.")] input: UpdateSiteInput,
     ) -> Result<Site> {
         Ok(Site::new(
-            site::update(ctx.state(), id, input.name, change(input.description)).await?,
+            site::update(&ctx.state().sessions, id, input.name, change(input.description)).await?,
         ))
     }
 
     /// Deletes a site and every membership on it; site admins and global admins.
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::Admin).or_global_admin()")]
     async fn delete_site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<bool> {
-        site::delete(ctx.state(), &ctx.caller()?, id, ctx.client()).await?;
+        site::delete(&ctx.state().sessions, &ctx.caller()?, id, ctx.client()).await?;
         Ok(true)
     }
 
@@ -290,7 +290,7 @@ impl SiteMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The site's id.")] id: Uuid,
     ) -> Result<String> {
-        Ok(site::regenerate_code(ctx.state(), id).await?)
+        Ok(site::regenerate_code(&ctx.state().sessions, id).await?)
     }
 
     /// Joins the site with this invitation code as `user`; joining twice changes nothing.
@@ -300,7 +300,7 @@ impl SiteMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The site's invitation code.")] code: String,
     ) -> Result<Site> {
-        let row = site::join(ctx.state(), &ctx.caller()?, &code, ctx.client()).await?;
+        let row = site::join(&ctx.state().sessions, &ctx.caller()?, &code, ctx.client()).await?;
         ctx.refresh_roles().await?;
         Ok(Site::new(row))
     }
@@ -309,7 +309,7 @@ impl SiteMutation {
     #[graphql(guard = "SiteRoleAtLeast::new(id, DomainSiteRole::User)")]
     async fn leave_site(&self, ctx: &Context<'_>, #[graphql(desc = "The site's id.")] id: Uuid) -> Result<bool> {
         let caller = ctx.caller()?;
-        site::set_role(ctx.state(), &caller, id, caller.user_id, None, ctx.client()).await?;
+        site::set_role(&ctx.state().sessions, &caller, id, caller.user_id, None, ctx.client()).await?;
         ctx.refresh_roles().await?;
         Ok(true)
     }
@@ -325,7 +325,15 @@ impl SiteMutation {
         #[graphql(desc = "The role on the site; null removes the user from it.")] role: Option<SiteRole>,
     ) -> Result<bool> {
         let role = role.map(DomainSiteRole::from);
-        site::set_role(ctx.state(), &ctx.caller()?, site_id, user_id, role, ctx.client()).await?;
+        site::set_role(
+            &ctx.state().sessions,
+            &ctx.caller()?,
+            site_id,
+            user_id,
+            role,
+            ctx.client(),
+        )
+        .await?;
         ctx.refresh_roles().await?;
         Ok(true)
     }

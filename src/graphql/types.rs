@@ -6,9 +6,9 @@ use chrono::{DateTime, Utc};
 use entity::{audit_event as audit_row, session as session_row, user as user_row};
 use uuid::Uuid;
 
-use crate::auth::guard::SelfOrAdmin;
 use crate::domain::account::SignedIn;
 use crate::domain::{role, site};
+use crate::graphql::guard::SelfOrAdmin;
 use crate::graphql::loaders::{Loaded, MembershipsByUser, UserById};
 use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;

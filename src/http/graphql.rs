@@ -11,16 +11,16 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::app::HttpState;
 use crate::auth::cookie;
-use crate::auth::guard::RequestIdentity;
-use crate::auth::identity::{self, Rejection, TokenSource};
 use crate::client::ClientInfo;
 use crate::error::error_body;
+use crate::graphql::guard::RequestIdentity;
 use crate::graphql::limits::{self, Limits};
 use crate::graphql::loaders;
 use crate::graphql::{finish_errors, Outcome};
 use crate::http::graphiql;
+use crate::http::identity::{self, Rejection, TokenSource};
+use crate::http::HttpState;
 use crate::telemetry;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde_json::{json, Value};
 
-use crate::app::HttpState;
+use crate::http::HttpState;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))

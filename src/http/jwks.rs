@@ -6,7 +6,7 @@ use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::app::HttpState;
+use crate::http::HttpState;
 
 /// How long verifiers may cache the key set: the key only changes with a restart.
 const CACHE_CONTROL: &str = "public, max-age=300";

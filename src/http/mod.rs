@@ -1,8 +1,105 @@
 //! Thin handlers: GraphQL over HTTP and its GraphiQL page, the gateway webhook, the public keys,
-//! health checks.
+//! health checks; the router and its layers.
 
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
+pub mod identity;
 pub mod jwks;
 pub mod webhook;
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
+use axum::routing::get;
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use tracing::Span;
+
+use crate::graphql::{self as schema, GatehouseSchema};
+use crate::state::AppState;
+
+/// What every handler gets: the application state and the schema built from its config.
+#[derive(Clone)]
+pub struct HttpState {
+    pub app: AppState,
+    pub schema: GatehouseSchema,
+}
+
+pub fn router(state: AppState) -> Router {
+    let schema = schema::build(&state.config);
+    let cors = cors_layer(&state);
+    let mut router = Router::new().route("/graphql", get(graphql::get).post(graphql::post));
+    if state.config.graphiql {
+        router = router.route("/graphql/assets/{file}", get(graphiql::asset));
+    }
+    let router = router
+        .route("/auth/webhook", get(webhook::get).post(webhook::post))
+        .route("/.well-known/jwks.json", get(jwks::get))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .with_state(HttpState { app: state, schema })
+        // One line per request: method, path (never the query string, which may hold
+        // variables), status and latency.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<Body>| {
+                    let id = request
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+                })
+                .on_request(())
+                .on_response(|response: &Response<Body>, latency: Duration, _span: &Span| {
+                    let latency_ms = latency.as_secs_f64() * 1000.0;
+                    tracing::info!(status = response.status().as_u16(), latency_ms, "served");
+                })
+                .on_body_chunk(())
+                .on_eos(())
+                .on_failure(()),
+        )
+        // A request id on every log line and response: the gateway's, or a fresh UUID.
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
+    let router = match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    // Browsers must take every answer as the type it says, never sniff one (JSON as HTML).
+    router.layer(SetResponseHeaderLayer::overriding(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    ))
+}
+
+/// Credentialed CORS for the configured origins only: never a wildcard with cookies.
+fn cors_layer(state: &AppState) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = state
+        .config
+        .cors_origins()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                HeaderName::from_static("apollo-require-preflight"),
+                HeaderName::from_static("x-requested-with"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}

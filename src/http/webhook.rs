@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::app::HttpState;
-use crate::auth::identity;
 use crate::domain::gateway;
+use crate::http::identity;
+use crate::http::HttpState;
 use crate::state::AppState;
 
 const USER_ID: HeaderName = HeaderName::from_static("x-hasura-user-id");

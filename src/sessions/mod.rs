@@ -46,6 +46,22 @@ impl Caller {
     }
 }
 
+/// Who a request runs as.
+#[derive(Clone, Debug)]
+pub enum Identity {
+    Anonymous,
+    User(Caller),
+}
+
+impl Identity {
+    pub fn caller(&self) -> Option<&Caller> {
+        match self {
+            Identity::Anonymous => None,
+            Identity::User(caller) => Some(caller),
+        }
+    }
+}
+
 /// A session just opened, with the only copy of its token.
 pub struct IssuedSession {
     pub token: String,
@@ -83,6 +99,16 @@ impl SessionStore {
                 last_seen: LastSeen::default(),
             }),
         }
+    }
+
+    /// The database the sessions live in, for reads that go with them.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    /// The store's clock: the one sessions expire by.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
     }
 
     /// Whether token checks may be answered from the cache right now.
@@ -254,6 +280,11 @@ pub struct SessionChange {
 }
 
 impl SessionChange {
+    /// The store's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.store.now()
+    }
+
     /// The transaction, for the other writes that belong with the change (audit rows, users).
     pub fn txn(&self) -> &DatabaseTransaction {
         &self.txn
@@ -414,5 +445,99 @@ impl SessionChange {
             .exec(&self.txn)
             .await?;
         Ok(())
+    }
+}
+
+/// A store on a private in-memory SQLite database, for testing rules without a server.
+#[cfg(test)]
+pub(crate) async fn in_memory() -> SessionStore {
+    use migration::{Migrator, MigratorTrait};
+    // One connection: every connection to `:memory:` would be a database of its own.
+    let mut options = sea_orm::ConnectOptions::new("sqlite::memory:");
+    options.max_connections(1).sqlx_logging(false);
+    let db = sea_orm::Database::connect(options).await.expect("in-memory SQLite");
+    Migrator::up(&db, None).await.expect("migrations");
+    let tokens = Arc::new(TokenKeys::hs256(b"an in-memory test secret of some length"));
+    SessionStore::new(db, Clock::default(), tokens, 3600)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration as StdDuration;
+
+    use super::*;
+
+    async fn user_with_session(store: &SessionStore) -> (Uuid, Claims) {
+        let now = store.now();
+        let row = user::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            username_key: Set("sam".into()),
+            username: Set("sam".into()),
+            email_key: Set(None),
+            email: Set(None),
+            password_hash: Set(String::new()),
+            name: Set(None),
+            time_zone: Set(None),
+            language: Set(None),
+            theme: Set(None),
+            settings: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+            password_changed_at: Set(None),
+        };
+        let mut change = store.begin().await.unwrap();
+        let user = user::Entity::insert(row)
+            .exec_with_returning(change.txn())
+            .await
+            .unwrap();
+        change.grant(user.id, &["user"], now).await.unwrap();
+        let issued = change.open(user.id, &ClientInfo::default()).await.unwrap();
+        change.commit().await.unwrap();
+        let claims = store
+            .inner
+            .tokens
+            .verify(&issued.token, store.now().timestamp())
+            .unwrap();
+        (user.id, claims)
+    }
+
+    #[tokio::test]
+    async fn a_close_whose_caller_goes_away_still_empties_the_cache() {
+        let store = in_memory().await;
+        let (user_id, claims) = user_with_session(&store).await;
+        store.authenticate(&claims).await.expect("live, and now cached");
+
+        let mut change = store.begin().await.unwrap();
+        assert!(change.close(user_id, claims.sid).await.unwrap());
+        // Polled once, then dropped, as a disconnecting client's request would be.
+        let mut commit = Box::pin(change.commit());
+        assert!(futures::poll!(commit.as_mut()).is_pending(), "the commit is under way");
+        drop(commit);
+
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(5);
+        while store.count(user_id).await.unwrap() != 0 {
+            assert!(std::time::Instant::now() < deadline, "the commit never finished");
+            tokio::time::sleep(StdDuration::from_millis(5)).await;
+        }
+        assert!(matches!(store.authenticate(&claims).await, Err(AppError::InvalidToken)));
+    }
+
+    #[tokio::test]
+    async fn roles_granted_in_a_change_apply_to_cached_sessions() {
+        let store = in_memory().await;
+        let (user_id, claims) = user_with_session(&store).await;
+        assert_eq!(store.authenticate(&claims).await.unwrap().roles, ["user"]);
+        let mut change = store.begin().await.unwrap();
+        change.grant(user_id, &["editor"], store.now()).await.unwrap();
+        change.commit().await.unwrap();
+        assert_eq!(store.authenticate(&claims).await.unwrap().roles, ["editor", "user"]);
+        let mut change = store.begin().await.unwrap();
+        change.revoke(user_id, &["editor".to_string()]).await.unwrap();
+        drop(change);
+        assert_eq!(
+            store.authenticate(&claims).await.unwrap().roles,
+            ["editor", "user"],
+            "a change dropped before its commit changes nothing"
+        );
     }
 }

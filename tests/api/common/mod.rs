@@ -109,7 +109,7 @@ impl TestServer {
     async fn start_on(config: Config, cleanup: Cleanup, prepare: impl FnOnce(&mut AppState)) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
-        let mut state = AppState::connect(config).await.expect("start gatehouse");
+        let mut state = gatehouse::startup::start(config).await.expect("start gatehouse");
         prepare(&mut state);
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(app::serve(listener, state.clone(), async {

@@ -6,10 +6,10 @@ use std::sync::RwLock;
 use async_graphql::{Context, Guard, Result};
 use uuid::Uuid;
 
-use crate::auth::identity::Identity;
 use crate::domain::role;
 use crate::domain::site::{self, SiteRole};
 use crate::error::AppError;
+use crate::sessions::Identity;
 
 /// The identity a GraphQL request runs as. Roles may be reloaded mid-request by a mutation
 /// that changes the caller's own roles, so the fields it returns see them.

@@ -6,23 +6,8 @@ use http::HeaderMap;
 
 use crate::auth::cookie;
 use crate::error::AppError;
-use crate::sessions::Caller;
+use crate::sessions::Identity;
 use crate::state::AppState;
-
-#[derive(Clone, Debug)]
-pub enum Identity {
-    Anonymous,
-    User(Caller),
-}
-
-impl Identity {
-    pub fn caller(&self) -> Option<&Caller> {
-        match self {
-            Identity::Anonymous => None,
-            Identity::User(caller) => Some(caller),
-        }
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenSource {
