@@ -80,6 +80,9 @@ pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnect
         .connect_timeout(timeout)
         .acquire_timeout(timeout)
         .max_connections(if config.is_sqlite() { 8 } else { 16 })
+        // A dead connection fails its statement and is replaced; pinging each checkout would
+        // double the round trips of every request.
+        .test_before_acquire(false)
         .sqlx_logging(false);
     let db = Database::connect(options).await.context("connecting to the database")?;
     if config.is_sqlite() {

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use entity::user;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
@@ -230,7 +230,7 @@ pub async fn ensure_admin(
     let mut change = store.begin().await?;
     let user_id = match (existing, password_hash) {
         (Some(user), None) => user.id,
-        (Some(user), Some(password_hash)) => set_password(change.txn(), user, password_hash, now).await?,
+        (Some(user), Some(password_hash)) => set_password(&mut change, user, password_hash, now).await?,
         (None, password_hash) => {
             let new = NewAccount {
                 username: username.to_owned(),
@@ -255,7 +255,7 @@ pub async fn ensure_admin(
 }
 
 async fn set_password(
-    conn: &impl ConnectionTrait,
+    change: &mut SessionChange,
     user: user::Model,
     password_hash: String,
     now: DateTime<Utc>,
@@ -264,7 +264,7 @@ async fn set_password(
     row.password_hash = Set(password_hash);
     row.password_changed_at = Set(Some(now));
     row.updated_at = Set(now);
-    Ok(row.update(conn).await?.id)
+    Ok(change.update_user(row).await?.id)
 }
 
 /// Stores a new password hash, closes every session of the user and opens a fresh one, in
@@ -279,7 +279,7 @@ pub async fn replace_password(
 ) -> Result<SignedIn, AppError> {
     let now = change.now();
     let user_id = user.id;
-    set_password(change.txn(), user, password_hash, now).await?;
+    set_password(change, user, password_hash, now).await?;
     change.close_all(user_id).await?;
     let session = change.open(user_id, client).await?;
     audit::record(change.txn(), now, Event::own(kind, user_id, client)).await?;

@@ -211,6 +211,7 @@ mod tests {
             user_id: root.id,
             session_id: Uuid::new_v4(),
             roles: vec![role::ADMIN.into(), role::USER.into()],
+            user: std::sync::Arc::new(root.clone()),
         };
         let client = ClientInfo::default();
         let admin = vec![role::ADMIN.to_string()];

@@ -4,7 +4,7 @@
 use std::str::FromStr;
 
 use entity::user;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, TransactionTrait};
+use sea_orm::ActiveValue::Set;
 use uuid::Uuid;
 
 use crate::client::ClientInfo;
@@ -131,11 +131,11 @@ pub async fn update(
 
     let now = store.now();
     row.updated_at = Set(now);
-    let txn = store.db().begin().await?;
-    let user = row.update(&txn).await.map_err(on_unique(USER_UNIQUE_FIELDS))?;
+    let mut change = store.begin().await?;
+    let user = change.update_user(row).await.map_err(on_unique(USER_UNIQUE_FIELDS))?;
     let event = Event::own(Kind::ProfileUpdated, user_id, client).with_detail(serde_json::json!({ "fields": changed }));
-    audit::record(&txn, now, event).await?;
-    txn.commit().await?;
+    audit::record(change.txn(), now, event).await?;
+    change.commit().await?;
     Ok(user)
 }
 

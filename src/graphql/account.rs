@@ -23,8 +23,8 @@ impl AccountQuery {
         let Some(caller) = identity.caller() else {
             return Ok(None);
         };
-        let row = account::find(&ctx.state().db, caller.user_id).await?;
-        Ok(row.map(|row| User::new(row, Some(caller.roles.clone()))))
+        // The row came with the session, from the store's cache or the same query.
+        Ok(Some(User::new((*caller.user).clone(), Some(caller.roles.clone()))))
     }
 
     /// A user by id: admins may read anyone, others only themselves. Null when no such user.

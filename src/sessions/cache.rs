@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use entity::user;
 use moka::sync::Cache;
 use uuid::Uuid;
 
@@ -18,9 +19,10 @@ const MAX_USERS: u64 = 100_000;
 /// A backstop only: invalidation, not age, is what keeps entries exact.
 const TIME_TO_LIVE: Duration = Duration::from_secs(600);
 
-/// What the cache knows of one user: the roles every session of theirs carries.
+/// What the cache knows of one user: their row and the roles every session of theirs carries.
 #[derive(Debug)]
 pub struct UserEntry {
+    pub user: Arc<user::Model>,
     pub roles: Arc<[String]>,
 }
 
@@ -104,18 +106,24 @@ impl SessionCache {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Caches a session row and its user's roles read at `read_at_generation`; returns the
-    /// entry to answer with whether or not it was kept.
+    /// Caches a session row, its user's row and roles read at `read_at_generation`; returns
+    /// the entry to answer with whether or not it was kept.
     pub fn insert(
         &self,
         session_id: Uuid,
-        user_id: Uuid,
         secret_hash: Vec<u8>,
         expires_at: DateTime<Utc>,
+        user: user::Model,
         roles: Vec<String>,
         read_at_generation: u64,
     ) -> SessionEntry {
-        let fresh = || Arc::new(UserEntry { roles: roles.into() });
+        let user_id = user.id;
+        let fresh = || {
+            Arc::new(UserEntry {
+                user: Arc::new(user),
+                roles: roles.into(),
+            })
+        };
         let Ok(_writes) = self.writes.lock() else {
             return session_entry(user_id, secret_hash, expires_at, fresh());
         };
@@ -223,7 +231,24 @@ mod tests {
     use super::*;
 
     fn cache_one(cache: &SessionCache, sid: Uuid, uid: Uuid, generation: u64) {
-        cache.insert(sid, uid, vec![1], Utc::now(), vec!["user".into()], generation);
+        let now = Utc::now();
+        let user = user::Model {
+            id: uid,
+            username_key: "sam".into(),
+            username: "sam".into(),
+            email_key: None,
+            email: None,
+            password_hash: String::new(),
+            name: None,
+            time_zone: None,
+            language: None,
+            theme: None,
+            settings: None,
+            created_at: now,
+            updated_at: now,
+            password_changed_at: None,
+        };
+        cache.insert(sid, vec![1], now, user, vec!["user".into()], generation);
     }
 
     #[test]

@@ -32,12 +32,13 @@ pub use cache::{Stale, HEARTBEAT_TIMEOUT};
 pub use last_seen::LastSeen;
 pub use peers::Faults;
 
-/// The signed-in caller of a request, with the roles their session carries now.
+/// The signed-in caller of a request, with their account and the roles their session carries now.
 #[derive(Clone, Debug)]
 pub struct Caller {
     pub user_id: Uuid,
     pub session_id: Uuid,
     pub roles: Vec<String>,
+    pub user: Arc<user::Model>,
 }
 
 impl Caller {
@@ -149,19 +150,16 @@ impl SessionStore {
             Some(session) => session,
             None => {
                 let generation = inner.cache.generation();
-                let row = session::Entity::find_by_id(claims.sid)
+                let (row, user) = session::Entity::find_by_id(claims.sid)
+                    .find_also_related(user::Entity)
                     .one(&inner.db)
                     .await?
                     .ok_or(AppError::InvalidToken)?;
+                let user = user.ok_or(AppError::InvalidToken)?;
                 let roles = roles_of(&inner.db, row.user_id).await?;
-                inner.cache.insert(
-                    claims.sid,
-                    row.user_id,
-                    row.secret_hash,
-                    row.expires_at,
-                    roles,
-                    generation,
-                )
+                inner
+                    .cache
+                    .insert(claims.sid, row.secret_hash, row.expires_at, user, roles, generation)
             }
         };
         let live = session.user_id == claims.sub && session.expires_at > now;
@@ -173,6 +171,7 @@ impl SessionStore {
             user_id: session.user_id,
             session_id: claims.sid,
             roles: session.user.roles.to_vec(),
+            user: session.user.user.clone(),
         })
     }
 
@@ -333,6 +332,14 @@ impl SessionChange {
         );
         let token = inner.tokens.sign(&claims)?;
         Ok(IssuedSession { token, session })
+    }
+
+    /// Updates a user's row (profile, password): cached copies of it go with the change.
+    pub async fn update_user(&mut self, row: user::ActiveModel) -> Result<user::Model, sea_orm::DbErr> {
+        if let sea_orm::ActiveValue::Set(id) | sea_orm::ActiveValue::Unchanged(id) = &row.id {
+            self.stale.add(*id);
+        }
+        sea_orm::ActiveModelTrait::update(row, &self.txn).await
     }
 
     /// Closes one live session of `user_id`; false when there is none by that id.

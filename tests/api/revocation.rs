@@ -328,3 +328,49 @@ async fn hashing_stays_bounded_when_clients_disconnect() {
         hasher.peak_running()
     );
 }
+
+#[tokio::test]
+async fn me_follows_profile_changes_on_every_instance() {
+    let first = TestServer::start(Config::for_test()).await;
+    let second = match postgres_url() {
+        Some(_) => Some(first.start_sharing(Config::for_test()).await),
+        None => None,
+    };
+    let (token, _, _) = first.signup("renamed").await;
+    let name = |server: &TestServer| {
+        let token = token.clone();
+        let server_url = server.url("/graphql");
+        let http = server.http.clone();
+        async move {
+            let reply = http
+                .post(server_url)
+                .bearer_auth(token)
+                .json(&json!({ "query": "{ me { name } }" }))
+                .send()
+                .await
+                .unwrap();
+            crate::common::Reply::from(reply).await.data("me")["name"].clone()
+        }
+    };
+    let instances: Vec<&TestServer> = std::iter::once(&first).chain(second.as_ref()).collect();
+    for server in &instances {
+        assert_eq!(name(server).await, serde_json::Value::Null, "cached with no name");
+    }
+    let update = "mutation { updateProfile(input: {name: \"Ada\"}) { name } }";
+    first.gql(Some(&token), update, json!({})).await.data("updateProfile");
+    assert_eq!(
+        name(&first).await,
+        "Ada",
+        "at once on the instance that made the change"
+    );
+    if let Some(second) = &second {
+        let started = Instant::now();
+        while name(second).await != "Ada" {
+            assert!(
+                started.elapsed() < Duration::from_millis(100),
+                "the other instance kept the old row"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+}
