@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -16,6 +17,7 @@ use tower_http::trace::TraceLayer;
 use tracing::Span;
 
 use crate::domain;
+use crate::graphql::field_types::FieldTypes;
 use crate::graphql::{self, GatehouseSchema};
 use crate::http;
 use crate::state::AppState;
@@ -32,10 +34,13 @@ const EXPIRED_SWEEP_BATCH: u64 = 1000;
 pub struct HttpState {
     pub app: AppState,
     pub schema: GatehouseSchema,
+    /// The schema's field types, for the document limits and the null pass.
+    pub field_types: Arc<FieldTypes>,
 }
 
 pub fn router(state: AppState) -> Router {
     let schema = graphql::build(&state.config);
+    let field_types = Arc::new(FieldTypes::from_sdl(&schema.sdl()));
     let cors = cors_layer(&state);
     let mut router = Router::new().route("/graphql", get(http::graphql::get).post(http::graphql::post));
     if state.config.graphiql {
@@ -47,7 +52,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(http::health::healthz))
         .route("/readyz", get(http::health::readyz))
         .route("/metrics", get(http::health::metrics))
-        .with_state(HttpState { app: state, schema })
+        .with_state(HttpState {
+            app: state,
+            schema,
+            field_types,
+        })
         // One line per request: method, path (never the query string, which may hold
         // variables), status and latency.
         .layer(

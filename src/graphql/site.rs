@@ -79,8 +79,9 @@ impl Site {
 
     /// The invitation code for `joinSite`; site admins and global admins only.
     #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Admin).or_global_admin()")]
-    async fn code(&self) -> &str {
-        &self.row.code
+    async fn code(&self) -> Option<&str> {
+        // Nullable although every site has one: a refusal leaves `null` (API.md §2, §5).
+        Some(&self.row.code)
     }
 
     /// Everyone with a role on the site; site admins, managers and global admins only.
