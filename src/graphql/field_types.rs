@@ -19,6 +19,7 @@ pub struct FieldInfo {
     pub default_page: Option<usize>,
 }
 
+/// Fields by object type, and the root type of each operation type.
 pub struct FieldTypes {
     objects: HashMap<String, HashMap<String, FieldInfo>>,
     roots: [Option<String>; 3],
