@@ -24,10 +24,11 @@ impl AdminQuery {
         #[graphql(default = 20, desc = "Page size, at most 100.")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
         #[graphql(desc = "Part of a username or e-mail address, any case.")] search: Option<String>,
-    ) -> Result<UserConnection> {
+    ) -> Result<Option<UserConnection>> {
+        // Nullable, as every guarded field: a refusal leaves `null` beside the rest (API.md §2).
         let request = PageRequest::new(first, after.as_deref())?;
         let page = admin::list_users(&ctx.state().db, &request, search.as_deref()).await?;
-        Ok(UserConnection::from_page(page, |row| User::new(row, None)))
+        Ok(Some(UserConnection::from_page(page, |row| User::new(row, None))))
     }
 
     /// Security events, newest first; `userId` keeps those where that user acted or was acted upon. Admins only.
@@ -38,10 +39,10 @@ impl AdminQuery {
         #[graphql(default = 20, desc = "Page size, at most 100.")] first: Option<i32>,
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
         #[graphql(desc = "Only events whose actor or subject is this user.")] user_id: Option<Uuid>,
-    ) -> Result<AuditEventConnection> {
+    ) -> Result<Option<AuditEventConnection>> {
         let request = PageRequest::new(first, after.as_deref())?;
         let page = audit::list(&ctx.state().db, &request, user_id).await?;
-        Ok(AuditEventConnection::from_page(page, AuditEvent::new))
+        Ok(Some(AuditEventConnection::from_page(page, AuditEvent::new)))
     }
 }
 

@@ -1,18 +1,25 @@
-//! Document limits of API.md §2, checked on the parsed document before anything runs:
-//! depth, complexity (one per field, times `first` on connections), alias count, and at
-//! most one credential operation (`login`, `signup`, ...) per document.
-//! Introspection fields are exempt while introspection is on, so GraphiQL and codegen work.
+//! Document limits of API.md §2, checked on the parsed document before anything else reads
+//! it (async-graphql's validation follows every fragment spread, so it must never see a
+//! document whose expansion is huge): size, nesting and fragment cycles of every definition,
+//! then depth, complexity, aliases and credential operations of the operation that runs.
+//! Each fragment is measured once, so refusing takes time in proportion to the text.
 
 use std::collections::{HashMap, HashSet};
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::parser::types::{ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet};
 use async_graphql::{Name, Positioned, Variables};
-use async_graphql_value::Value;
+use async_graphql_value::{ConstValue, Value};
 
-/// The page size a connection field is charged for when the query does not say `first`.
-const DEFAULT_PAGE_SIZE: usize = 20;
-/// Fields that return a page of `first` items.
-const CONNECTION_FIELDS: &[&str] = &["sites", "users", "auditEvents"];
+use crate::graphql::field_types::{named, FieldTypes};
+
+/// API.md §2: the most field selections any definition may expand to, introspection included.
+const MAX_SELECTIONS: usize = 10_000;
+/// API.md §2: how deep introspection may nest, counted from `__schema` / `__type`.
+const MAX_INTROSPECTION_DEPTH: usize = 20;
+/// How deep fields, inline fragments and spreads may nest with fragments expanded: the
+/// parser's own limit for one selection set, so that no walk over the expanded document
+/// (here, in validation, in execution) recurses deeper than parsing did.
+const MAX_NESTING: usize = 64;
 /// Mutations that check or set a password: one per document, so aliases cannot batch
 /// password guesses or hashing work into a single request.
 const CREDENTIAL_FIELDS: &[&str] = &["login", "signup", "changePassword", "resetPassword"];
@@ -32,6 +39,7 @@ pub fn check(
     operation_name: Option<&str>,
     variables: &Variables,
     limits: &Limits,
+    types: &FieldTypes,
 ) -> Result<Option<OperationType>, String> {
     let aliases = count_aliases(doc);
     if aliases > limits.max_aliases {
@@ -53,8 +61,33 @@ pub fn check(
             }
         }
     };
+    let mut meter = Meter {
+        doc,
+        types,
+        variables,
+        defaults: operation.map(|(_, op)| variable_defaults(&op.node)).unwrap_or_default(),
+        fragments: HashMap::new(),
+        visiting: HashSet::new(),
+    };
+    // Every definition is bounded, whichever operation runs: validation walks them all.
+    for name in doc.fragments.keys() {
+        let measure = meter.fragment(name, 0)?;
+        bound(&measure, &format!("fragment {name}"))?;
+    }
+    let mut chosen = None;
+    for (name, op) in doc.operations.iter() {
+        let root = Scope::Schema(types.root(op.node.ty));
+        let measure = meter.selection_set(&op.node.selection_set.node, root, 0)?;
+        bound(
+            &measure,
+            &name.map_or("the operation".into(), |n| format!("operation {n}")),
+        )?;
+        if operation.is_some_and(|(_, chosen_op)| std::ptr::eq(chosen_op, op)) {
+            chosen = Some(measure);
+        }
+    }
     // No single operation to run: execution reports that as a validation error.
-    let Some((_, operation)) = operation else {
+    let (Some((_, operation)), Some(cost)) = (operation, chosen) else {
         return Ok(None);
     };
     let credential_operations = count_credential_fields(doc, &operation.node.selection_set.node);
@@ -65,16 +98,7 @@ pub fn check(
             limits.max_credential_operations
         ));
     }
-    let mut meter = Meter {
-        doc,
-        variables,
-        introspection: limits.introspection,
-        asks_introspection: false,
-        fragments: HashMap::new(),
-        visiting: HashSet::new(),
-    };
-    let cost = meter.selection_set(&operation.node.selection_set.node);
-    if meter.asks_introspection {
+    if cost.introspects && !limits.introspection {
         return Err("introspection is disabled on this server".into());
     }
     if cost.depth > limits.max_depth {
@@ -92,92 +116,224 @@ pub fn check(
     Ok(Some(operation.node.ty))
 }
 
+/// The bounds every definition keeps, introspection included (API.md §2).
+fn bound(measure: &Measure, what: &str) -> Result<(), String> {
+    if measure.selections > MAX_SELECTIONS {
+        return Err(format!(
+            "{what} expands to {} field selections, more than the limit of {MAX_SELECTIONS}",
+            measure.selections
+        ));
+    }
+    if measure.introspection_depth > MAX_INTROSPECTION_DEPTH {
+        return Err(format!(
+            "{what} nests introspection {} levels deep, more than the limit of {MAX_INTROSPECTION_DEPTH}",
+            measure.introspection_depth
+        ));
+    }
+    Ok(())
+}
+
+fn variable_defaults(operation: &OperationDefinition) -> HashMap<&Name, &ConstValue> {
+    operation
+        .variable_definitions
+        .iter()
+        .filter_map(|v| Some((&v.node.name.node, &v.node.default_value.as_ref()?.node)))
+        .collect()
+}
+
+/// What a selection set costs, every fragment spread expanded.
 #[derive(Clone, Copy, Default)]
-struct Cost {
+struct Measure {
+    /// Field selections, introspection and `__typename` included.
+    selections: usize,
+    /// Levels of fields, inline fragments and spreads.
+    nesting: usize,
+    /// Nested fields outside introspection: `{ me { id } }` is 2.
     depth: usize,
+    /// Nested fields inside introspection, `__schema` / `__type` being the first.
+    introspection_depth: usize,
+    /// One per field outside introspection, a connection's selection times its page.
     complexity: usize,
+    /// Whether `__schema` or `__type` is selected.
+    introspects: bool,
+}
+
+impl Measure {
+    fn and(self, other: Measure) -> Measure {
+        Measure {
+            selections: self.selections.saturating_add(other.selections),
+            nesting: self.nesting.max(other.nesting),
+            depth: self.depth.max(other.depth),
+            introspection_depth: self.introspection_depth.max(other.introspection_depth),
+            complexity: self.complexity.saturating_add(other.complexity),
+            introspects: self.introspects || other.introspects,
+        }
+    }
+}
+
+/// Where a selection set sits: on a schema type (unknown when the document names a field
+/// that does not exist; validation reports that later), or inside introspection.
+#[derive(Clone, Copy)]
+enum Scope<'t> {
+    Schema(Option<&'t str>),
+    Introspection,
+}
+
+impl<'t> Scope<'t> {
+    /// The scope a type condition puts its selections in; introspection types start with `__`.
+    fn on(type_name: &'t str) -> Self {
+        if type_name.starts_with("__") {
+            Scope::Introspection
+        } else {
+            Scope::Schema(Some(type_name))
+        }
+    }
 }
 
 struct Meter<'d> {
     doc: &'d ExecutableDocument,
+    types: &'d FieldTypes,
     variables: &'d Variables,
-    introspection: bool,
-    /// Set when the operation selects `__schema` or `__type` while introspection is off.
-    asks_introspection: bool,
-    /// Each fragment is measured once, so spreading one many times cannot blow up the walk.
-    fragments: HashMap<&'d Name, Cost>,
-    /// Fragments being measured: a cycle (invalid anyway) is cut here.
+    /// Default values of the running operation's variables.
+    defaults: HashMap<&'d Name, &'d ConstValue>,
+    /// Each fragment is measured once: its measure does not depend on where it is spread.
+    fragments: HashMap<&'d Name, Measure>,
+    /// Fragments being measured, to refuse cycles.
     visiting: HashSet<&'d Name>,
 }
 
 impl<'d> Meter<'d> {
-    fn selection_set(&mut self, set: &'d SelectionSet) -> Cost {
-        let mut total = Cost::default();
+    /// `level` is how deep this set sits in the expanded document, to stop long chains of
+    /// spreads before they run deep.
+    fn selection_set(&mut self, set: &'d SelectionSet, scope: Scope<'d>, level: usize) -> Result<Measure, String> {
+        if level >= MAX_NESTING {
+            return Err(format!(
+                "document nests more than {MAX_NESTING} levels deep with its fragments expanded"
+            ));
+        }
+        let mut total = Measure::default();
         for item in &set.items {
-            let cost = match &item.node {
+            let measure = match &item.node {
                 Selection::Field(field) => {
                     let field = &field.node;
                     let name = field.name.node.as_str();
-                    if name == "__schema" || name == "__type" {
-                        if self.introspection {
-                            continue;
+                    let inner = &field.selection_set.node;
+                    match scope {
+                        Scope::Introspection => {
+                            let children = self.selection_set(inner, Scope::Introspection, level + 1)?;
+                            introspection_field(children)
                         }
-                        self.asks_introspection = true;
-                    }
-                    let children = self.selection_set(&field.selection_set.node);
-                    let page = self.page_size(name, &field.arguments);
-                    Cost {
-                        depth: children.depth + 1,
-                        complexity: children.complexity.saturating_mul(page).saturating_add(1),
+                        // `__typename` is always allowed and counted like any field.
+                        Scope::Schema(_) if name == "__schema" || name == "__type" => {
+                            let children = self.selection_set(inner, Scope::Introspection, level + 1)?;
+                            Measure {
+                                introspects: true,
+                                ..introspection_field(children)
+                            }
+                        }
+                        Scope::Schema(parent) => {
+                            let info = parent.and_then(|parent| self.types.field(parent, name));
+                            let child_scope = Scope::Schema(info.map(|info| named(&info.ty)));
+                            let children = self.selection_set(inner, child_scope, level + 1)?;
+                            // API.md §2: only a connection multiplies its selection by its page.
+                            let page = match info.and_then(|info| info.default_page) {
+                                Some(default) => self.page_size(&field.arguments, default),
+                                None => 1,
+                            };
+                            Measure {
+                                selections: children.selections.saturating_add(1),
+                                nesting: children.nesting + 1,
+                                depth: children.depth + 1,
+                                introspection_depth: children.introspection_depth,
+                                complexity: children.complexity.saturating_mul(page).saturating_add(1),
+                                introspects: children.introspects,
+                            }
+                        }
                     }
                 }
-                Selection::FragmentSpread(spread) => self.fragment(&spread.node.fragment_name.node),
+                Selection::FragmentSpread(spread) => {
+                    let measure = self.fragment(&spread.node.fragment_name.node, level + 1)?;
+                    Measure {
+                        nesting: measure.nesting + 1,
+                        ..measure
+                    }
+                }
                 // Fragments add no depth: their fields sit at the level they are spread into.
-                Selection::InlineFragment(inline) => self.selection_set(&inline.node.selection_set.node),
+                Selection::InlineFragment(inline) => {
+                    let inline = &inline.node;
+                    let scope = match (&inline.type_condition, scope) {
+                        (_, Scope::Introspection) => Scope::Introspection,
+                        (Some(condition), _) => Scope::on(condition.node.on.node.as_str()),
+                        (None, scope) => scope,
+                    };
+                    let measure = self.selection_set(&inline.selection_set.node, scope, level + 1)?;
+                    Measure {
+                        nesting: measure.nesting + 1,
+                        ..measure
+                    }
+                }
             };
-            total.depth = total.depth.max(cost.depth);
-            total.complexity = total.complexity.saturating_add(cost.complexity);
+            total = total.and(measure);
         }
-        total
+        if level + total.nesting > MAX_NESTING {
+            return Err(format!(
+                "document nests more than {MAX_NESTING} levels deep with its fragments expanded"
+            ));
+        }
+        Ok(total)
     }
 
-    fn fragment(&mut self, name: &'d Name) -> Cost {
-        if let Some(cost) = self.fragments.get(name) {
-            return *cost;
+    fn fragment(&mut self, name: &'d Name, level: usize) -> Result<Measure, String> {
+        if let Some(measure) = self.fragments.get(name) {
+            return Ok(*measure);
         }
         let Some(fragment) = self.doc.fragments.get(name) else {
-            return Cost::default();
+            return Ok(Measure::default());
         };
         if !self.visiting.insert(name) {
-            return Cost::default();
+            return Err(format!("fragment {name} spreads itself"));
         }
-        let cost = self.selection_set(&fragment.node.selection_set.node);
+        let fragment = &fragment.node;
+        let scope = Scope::on(fragment.type_condition.node.on.node.as_str());
+        let measure = self.selection_set(&fragment.selection_set.node, scope, level)?;
         self.visiting.remove(name);
-        self.fragments.insert(name, cost);
-        cost
+        self.fragments.insert(name, measure);
+        Ok(measure)
     }
 
-    fn page_size(&self, field: &str, arguments: &[(Positioned<Name>, Positioned<Value>)]) -> usize {
+    /// `first` from a literal, a variable or the variable's default; the schema's default
+    /// when absent or null.
+    fn page_size(&self, arguments: &[(Positioned<Name>, Positioned<Value>)], default: usize) -> usize {
         let first = arguments
             .iter()
             .find(|(name, _)| name.node.as_str() == "first")
             .map(|(_, value)| &value.node);
         let number = match first {
-            Some(Value::Variable(var)) => match self.variables.get(var) {
-                Some(async_graphql::Value::Number(n)) => Some(n),
+            Some(Value::Variable(var)) => match self.variables.get(var).or(self.defaults.get(var).copied()) {
+                Some(ConstValue::Number(n)) => Some(n),
                 _ => None,
             },
             Some(Value::Number(n)) => Some(n),
             _ => None,
         };
-        match number {
-            Some(n) => n
-                .as_u64()
+        // A page below 1 is refused when the field runs; charge it as one.
+        number.map_or(default, |n| {
+            n.as_u64()
                 .map_or(1, |n| usize::try_from(n).unwrap_or(usize::MAX))
-                .max(1),
-            _ if CONNECTION_FIELDS.contains(&field) => DEFAULT_PAGE_SIZE,
-            _ => 1,
-        }
+                .max(1)
+        })
+    }
+}
+
+/// A field inside introspection: exempt from depth and complexity, never from size.
+fn introspection_field(children: Measure) -> Measure {
+    Measure {
+        selections: children.selections.saturating_add(1),
+        nesting: children.nesting + 1,
+        depth: 0,
+        introspection_depth: children.introspection_depth + 1,
+        complexity: 0,
+        introspects: children.introspects,
     }
 }
 
@@ -254,7 +410,12 @@ mod tests {
     }
 
     fn run(query: &str, limits: &Limits) -> Result<Option<OperationType>, String> {
-        check(&parse_query(query).unwrap(), None, &Variables::default(), limits)
+        run_with(query, &Variables::default(), limits)
+    }
+
+    fn run_with(query: &str, variables: &Variables, limits: &Limits) -> Result<Option<OperationType>, String> {
+        let types = FieldTypes::from_sdl(&crate::graphql::sdl());
+        check(&parse_query(query).unwrap(), None, variables, limits, &types)
     }
 
     #[test]
@@ -328,7 +489,81 @@ mod tests {
         }
         q.push_str(" fragment F40 on User { id }");
         let err = run(&q, &limits()).unwrap_err();
-        assert!(err.contains("complexity"), "{err}");
+        assert!(err.contains("field selections"), "{err}");
+        // Introspection is exempt from depth and complexity, not from size.
+        let mut q = String::from("{ ...F0 }");
+        for i in 0..40 {
+            q.push_str(&format!(" fragment F{i} on Query {{ ...F{} ...F{} }}", i + 1, i + 1));
+        }
+        q.push_str(" fragment F40 on Query { __schema { __typename } }");
+        let err = run(&q, &limits()).unwrap_err();
+        assert!(err.contains("field selections"), "{err}");
+        // An unused fragment or another operation is bounded too: validation walks them all.
+        let q = q.replacen("{ ...F0 }", "{ __typename }", 1);
+        assert!(run(&q, &limits()).unwrap_err().contains("field selections"));
+    }
+
+    #[test]
+    fn fragment_cycles_and_chains_are_refused() {
+        let err = run(
+            "{ me { ...A } } fragment A on User { ...B } fragment B on User { ...A }",
+            &limits(),
+        )
+        .unwrap_err();
+        assert!(err.contains("spreads itself"), "{err}");
+        // A long chain of spreads holds little, but every walk over it recurses once per link.
+        let mut q = String::from("{ me { ...F0 } }");
+        for i in 0..1000 {
+            q.push_str(&format!(" fragment F{i} on User {{ ...F{} }}", i + 1));
+        }
+        q.push_str(" fragment F1000 on User { id }");
+        assert!(run(&q, &limits()).unwrap_err().contains("levels deep"));
+    }
+
+    #[test]
+    fn introspection_nesting_is_bounded() {
+        let nest = |levels: usize| {
+            format!(
+                "{{ __schema {{ types {{ {} name {} }} }} }}",
+                "fields { type { ".repeat(levels),
+                "} } ".repeat(levels)
+            )
+        };
+        // __schema, types, then two levels per repetition, then `name`.
+        assert!(run(&nest(8), &limits()).is_ok());
+        let err = run(&nest(9), &limits()).unwrap_err();
+        assert!(err.contains("introspection 21 levels"), "{err}");
+    }
+
+    #[test]
+    fn complexity_is_counted_by_type() {
+        // `User.sites` is a plain list: its selection counts once, however it is named.
+        let cycle = "{ me { sites { site { members { user { sites { site { members { user { sites { site { id } } } } } } } } } } } }";
+        assert!(run(cycle, &limits()).is_ok());
+        // A page of 20 sites with their members and users: 20 * 9 + 1.
+        let page = "{ sites(first: 20) { edges { node { id name members { role user { id username } } } } } }";
+        assert!(run(page, &limits()).is_ok());
+        let tight = Limits {
+            max_complexity: 181,
+            ..limits()
+        };
+        assert!(run(page, &tight).is_ok());
+        let tighter = Limits {
+            max_complexity: 180,
+            ..limits()
+        };
+        assert!(run(page, &tighter).unwrap_err().contains("complexity 181"));
+        // `first` from a variable, or from the variable's default when it is not given.
+        let by_variable =
+            "query($n: Int = 100) { sites(first: $n) { edges { node { id name description createdAt code } } } }";
+        assert!(run_with(by_variable, &Variables::default(), &tight)
+            .unwrap_err()
+            .contains("complexity 701"));
+        let five = Variables::from_json(serde_json::json!({ "n": 5 }));
+        assert!(run_with(by_variable, &five, &tight).is_ok());
+        // Explicit null: the field's own default page.
+        let null = Variables::from_json(serde_json::json!({ "n": null }));
+        assert!(run_with(by_variable, &null, &tight).is_ok());
     }
 
     #[test]
@@ -348,7 +583,8 @@ mod tests {
         // Only the operation that runs counts.
         let doc = format!("mutation A {{ {login} }} mutation B {{ {login} }}");
         let parsed = parse_query(&doc).unwrap();
-        assert!(check(&parsed, Some("A"), &Variables::default(), &limits()).is_ok());
+        let types = FieldTypes::from_sdl(&crate::graphql::sdl());
+        assert!(check(&parsed, Some("A"), &Variables::default(), &limits(), &types).is_ok());
         // Nested fields of the same name are not credential operations.
         assert!(run("{ me { id } }", &limits()).is_ok());
     }

@@ -4,9 +4,11 @@
 mod account;
 mod admin;
 pub mod connection;
+pub mod field_types;
 pub mod guard;
 pub mod limits;
 pub mod loaders;
+pub mod partial;
 mod session;
 pub mod site;
 pub mod types;
@@ -41,8 +43,8 @@ pub struct Mutation(
 
 pub type GatehouseSchema = Schema<Query, Mutation, EmptySubscription>;
 
-/// The schema as configured. Depth, complexity and alias limits are checked before
-/// execution by `limits`, which exempts introspection as API.md §2 asks.
+/// The schema as configured. Document limits are checked before async-graphql sees the
+/// document, by `limits`; `partial` makes field errors leave `null` behind.
 pub fn build(config: &Config) -> GatehouseSchema {
     let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
     if !config.introspection {

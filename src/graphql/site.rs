@@ -79,22 +79,26 @@ impl Site {
 
     /// The invitation code for `joinSite`; site admins and global admins only.
     #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Admin).or_global_admin()")]
-    async fn code(&self) -> &str {
-        &self.row.code
+    async fn code(&self) -> Option<&str> {
+        // Nullable although every site has one: a refusal leaves `null` (API.md §2, §5).
+        Some(&self.row.code)
     }
 
     /// Everyone with a role on the site; site admins, managers and global admins only.
     #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Manager).or_global_admin()")]
-    async fn members(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
+    async fn members(&self, ctx: &Context<'_>) -> Result<Option<Vec<SiteMembership>>> {
+        // Nullable: a refusal leaves `null` and the rest of the site resolves (API.md §2).
         let members = ctx
             .data_unchecked::<Loaded<MembershipsBySite>>()
             .load_one(self.row.id)
             .await?;
-        Ok(members
-            .unwrap_or_default()
-            .into_iter()
-            .map(SiteMembership::new)
-            .collect())
+        Ok(Some(
+            members
+                .unwrap_or_default()
+                .into_iter()
+                .map(SiteMembership::new)
+                .collect(),
+        ))
     }
 
     /// The caller's roles on this site.

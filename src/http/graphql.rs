@@ -16,8 +16,8 @@ use crate::client::ClientInfo;
 use crate::error::error_body;
 use crate::graphql::guard::RequestIdentity;
 use crate::graphql::limits::{self, Limits};
-use crate::graphql::loaders;
 use crate::graphql::{finish_errors, Outcome};
+use crate::graphql::{loaders, partial};
 use crate::http::graphiql;
 use crate::http::identity::{self, Rejection, TokenSource};
 use crate::http::HttpState;
@@ -228,7 +228,13 @@ async fn execute(
         }
     };
     let root_field = first_root_field(document, operation_name.as_deref());
-    match limits::check(document, operation_name.as_deref(), &variables, &limits) {
+    match limits::check(
+        document,
+        operation_name.as_deref(),
+        &variables,
+        &limits,
+        &http.field_types,
+    ) {
         Err(message) => {
             let body = error_body(&message, "GRAPHQL_VALIDATION_FAILED");
             return reply(format, format.request_error_status(), body);
@@ -244,6 +250,8 @@ async fn execute(
         }
         Ok(_) => {}
     }
+    // Kept for the null pass, which reads the document after execution has consumed it.
+    let document = document.clone();
 
     let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
     let request = loaders::attach(
@@ -256,6 +264,7 @@ async fn execute(
     let started = Instant::now();
     let mut response = http.schema.execute(request).await;
     let outcome = finish_errors(&mut response);
+    partial::null_failed_fields(&mut response, &document, operation_name.as_deref(), &http.field_types);
     // Only a validated document's root field is a schema name: anything else is `invalid`,
     // so clients cannot grow the label set.
     let operation = match outcome {

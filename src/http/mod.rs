@@ -8,6 +8,7 @@ pub mod identity;
 pub mod jwks;
 pub mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -20,6 +21,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 use tracing::Span;
 
+use crate::graphql::field_types::FieldTypes;
 use crate::graphql::{self as schema, GatehouseSchema};
 use crate::state::AppState;
 
@@ -28,10 +30,13 @@ use crate::state::AppState;
 pub struct HttpState {
     pub app: AppState,
     pub schema: GatehouseSchema,
+    /// The schema's field types, for the document limits and the null pass.
+    pub field_types: Arc<FieldTypes>,
 }
 
 pub fn router(state: AppState) -> Router {
     let schema = schema::build(&state.config);
+    let field_types = Arc::new(FieldTypes::from_sdl(&schema.sdl()));
     let cors = cors_layer(&state);
     let mut router = Router::new().route("/graphql", get(graphql::get).post(graphql::post));
     if state.config.graphiql {
@@ -43,7 +48,11 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .with_state(HttpState { app: state, schema })
+        .with_state(HttpState {
+            app: state,
+            schema,
+            field_types,
+        })
         // One line per request: method, path (never the query string, which may hold
         // variables), status and latency.
         .layer(

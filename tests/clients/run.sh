@@ -21,5 +21,6 @@ npm run -s typecheck
 npm run -s bundle
 
 npx tsx src/bearer.ts
+npx tsx --conditions=development src/partial.ts
 npx tsx src/cookie.ts
 npx tsx src/graphiql.ts

@@ -1,0 +1,144 @@
+//! Document limits (API.md §2) over HTTP: what a frontend writes runs with the defaults,
+//! and small documents that expand hugely are refused at once while the server keeps serving.
+
+use std::time::{Duration, Instant};
+
+use gatehouse::Config;
+use serde_json::{json, Value};
+
+use crate::common::{str_at, TestServer};
+
+const GRAPHIQL_INTROSPECTION: &str = include_str!("fixtures/graphiql_introspection.graphql");
+const CODEGEN_INTROSPECTION: &str = include_str!("fixtures/codegen_introspection.graphql");
+
+/// Refusals must not depend on a document's expansion; this is far above what one takes.
+const PROMPTLY: Duration = Duration::from_secs(2);
+
+fn assert_no_errors(body: &Value) {
+    assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+}
+
+#[tokio::test]
+async fn queries_a_frontend_writes_run_with_the_defaults() {
+    let (server, admin) = TestServer::start_with_admin(Config::for_test()).await;
+    let (owner, _, _) = server.signup("owner").await;
+    let (_, member_id, _) = server.signup("member").await;
+    for i in 0..3 {
+        let site = server
+            .gql(
+                Some(&owner),
+                "mutation($n: String!) { createSite(input: {name: $n}) { id } }",
+                json!({ "n": format!("S{i}") }),
+            )
+            .await
+            .data("createSite");
+        server
+            .gql(
+                Some(&owner),
+                "mutation($s: UUID!, $u: UUID!) { setSiteRole(siteId: $s, userId: $u, role: USER) }",
+                json!({ "s": str_at(&site, "/id"), "u": member_id }),
+            )
+            .await
+            .data("setSiteRole");
+    }
+
+    // A page of 20 sites with each site's members and their users.
+    let sites = "query($first: Int = 20) { sites(first: $first) { totalCount pageInfo { hasNextPage endCursor }
+        edges { cursor node { id name description createdAt code myRoles
+            members { role user { id username name roles createdAt } } } } } }";
+    let reply = server.gql(Some(&owner), sites, json!({})).await;
+    assert_no_errors(&reply.body);
+    assert_eq!(
+        reply.body["data"]["sites"]["edges"][2]["node"]["members"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // An admin's page of users with their memberships.
+    let users = "{ users(first: 20) { totalCount pageInfo { hasNextPage endCursor }
+        edges { cursor node { id username email name roles createdAt passwordChangedAt
+            sites { role site { id name description createdAt myRoles } } } } } }";
+    let reply = server.gql(Some(&admin), users, json!({})).await;
+    assert_no_errors(&reply.body);
+    assert_eq!(reply.body["data"]["users"]["totalCount"], 3);
+
+    // Twelve levels through the schema's cycle (User -> SiteMembership -> Site -> ...).
+    let cycle = "{ me { sites { site { members { user { sites { site { members { user { sites { site { name } } } } } } } } } } } }";
+    let reply = server.gql(Some(&owner), cycle, json!({})).await;
+    assert_no_errors(&reply.body);
+    let deepest = &reply.body["data"]["me"]["sites"][0]["site"]["members"][0]["user"]["sites"][0]["site"]["members"][0]
+        ["user"]["sites"][0]["site"]["name"];
+    assert!(
+        deepest.as_str().is_some_and(|name| name.starts_with('S')),
+        "{}",
+        reply.body
+    );
+
+    // The introspection queries of GraphiQL and GraphQL Code Generator, as sent.
+    for query in [GRAPHIQL_INTROSPECTION, CODEGEN_INTROSPECTION] {
+        let reply = server.gql(None, query, json!({})).await;
+        assert_no_errors(&reply.body);
+        assert_eq!(reply.body["data"]["__schema"]["queryType"]["name"], "Query");
+    }
+}
+
+/// Fragments that each spread the next one twice: `levels` of them expand to 2^levels copies
+/// of `leaf`.
+fn fan_out(root: &str, on: &str, leaf: &str, levels: usize) -> String {
+    let mut doc = format!("{{ {root} }}");
+    for i in 0..levels {
+        doc.push_str(&format!(" fragment F{i} on {on} {{ ...F{} ...F{} }}", i + 1, i + 1));
+    }
+    doc.push_str(&format!(" fragment F{levels} on {on} {{ {leaf} }}"));
+    doc
+}
+
+#[tokio::test]
+async fn fan_out_documents_are_refused_promptly_while_the_server_serves() {
+    let server = TestServer::start(Config::for_test()).await;
+    let (token, _, _) = server.signup("fanout").await;
+    let deep_introspection = format!(
+        "{{ __schema {{ types {{ {} name {} }} }} }}",
+        "fields { type { ".repeat(20),
+        "} } ".repeat(20)
+    );
+    let documents = [
+        fan_out("...F0", "Query", "__schema { __typename }", 30),
+        fan_out("...F0", "Query", "__type(name: \"User\") { fields { name } }", 30),
+        fan_out("me { ...F0 }", "User", "id", 30),
+        // The same, in a fragment no operation uses: validation would still walk it.
+        fan_out("__typename", "Query", "__schema { __typename }", 30),
+        deep_introspection,
+        "{ me { ...A } } fragment A on User { ...B } fragment B on User { ...A }".to_string(),
+    ];
+    let health = tokio::spawn({
+        let http = server.http.clone();
+        let url = server.url("/healthz");
+        async move {
+            for _ in 0..20 {
+                let status = http.get(&url).send().await.unwrap().status();
+                assert_eq!(status, 200);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    for document in &documents {
+        assert!(document.len() < 2048, "{} bytes", document.len());
+        let started = Instant::now();
+        let reply = server.gql(Some(&token), document, json!({})).await;
+        let elapsed = started.elapsed();
+        reply.assert_code("GRAPHQL_VALIDATION_FAILED");
+        assert!(reply.body["data"].is_null(), "{}", reply.body);
+        assert!(elapsed < PROMPTLY, "refused after {elapsed:?}: {document}");
+    }
+    health.await.unwrap();
+    // Twenty levels of introspection are fine, the limit is on more.
+    let twenty = format!(
+        "{{ __schema {{ types {{ {} name {} }} }} }}",
+        "fields { type { ".repeat(8),
+        "} } ".repeat(8)
+    );
+    assert_no_errors(&server.gql(None, &twenty, json!({})).await.body);
+}
