@@ -37,9 +37,16 @@ async fn main() {
         ),
         false => e.exit(),
     });
+    // Log lines are written by a thread of their own, so a request never waits on stdout
+    // (unless 128k lines are queued: then it waits rather than drop one); the guard flushes
+    // what is still queued when `main` returns.
+    let (log_writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .with_writer(log_writer)
         .init();
     let result = match cli.command.unwrap_or(Command::Serve(cli.config)) {
         Command::Schema => {

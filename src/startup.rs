@@ -17,7 +17,7 @@ use crate::domain;
 use crate::domain::rate_limit::{Limits, RateLimiter};
 use crate::mail::Mailer;
 use crate::sessions::SessionStore;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 
 /// Connects, applies pending migrations, loads the signing key and ensures the admin.
 pub async fn start(config: Config) -> anyhow::Result<AppState> {
@@ -51,7 +51,7 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
             .await
             .map_err(|e| anyhow::anyhow!("ADMIN_USERNAME/ADMIN_PASSWORD: {e}"))?;
     }
-    Ok(AppState {
+    Ok(AppState::new(Services {
         limiter: RateLimiter::new(db.clone(), clock.clone(), Limits::from(&config)),
         mailer: Mailer::from_config(&config)?,
         db,
@@ -61,7 +61,7 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
         sessions,
         metrics: None,
         config: Arc::new(config),
-    })
+    }))
 }
 
 /// Opens the pool; for SQLite, creates the file's folder and turns on write-ahead logging

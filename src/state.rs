@@ -14,8 +14,13 @@ use crate::domain::reset::ResetMail;
 use crate::mail::Mailer;
 use crate::sessions::SessionStore;
 
+/// Cloned for every request, so it is one `Arc`; fields read through it as through a reference.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+/// What `AppState` holds.
+#[derive(Clone)]
+pub struct Services {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub tokens: Arc<TokenKeys>,
@@ -30,11 +35,30 @@ pub struct AppState {
 }
 
 impl AppState {
+    pub fn new(services: Services) -> Self {
+        AppState(Arc::new(services))
+    }
+
     /// How reset links go out: through this state's mailer, with the configured template.
     pub fn reset_mail(&self) -> ResetMail {
         ResetMail {
             mailer: self.mailer.clone(),
             link_template: self.config.reset_url_template.clone(),
         }
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// Before serving (tests swap the mailer, say); a state already shared is copied first.
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Services {
+        Arc::make_mut(&mut self.0)
     }
 }

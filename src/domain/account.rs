@@ -12,7 +12,7 @@ use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::domain::role;
 use crate::error::{on_unique, AppError};
-use crate::sessions::{self, Caller, IssuedSession, SessionChange, SessionStore};
+use crate::sessions::{Caller, IssuedSession, SessionChange, SessionStore};
 
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
 /// RFC 5321 caps a forward path at 254 characters.
@@ -182,12 +182,13 @@ pub async fn login(
             return Err(AppError::InvalidCredentials);
         }
     };
-    attempt.succeeded(limiter).await?;
+    // One transaction for the success: the attempt stops counting, the session opens.
     let mut change = store.begin().await?;
+    attempt.succeeded_in(change.txn()).await?;
     let session = change.open(user.id, client).await?;
     audit::record(change.txn(), now, Event::own(Kind::Login, user.id, client)).await?;
-    let roles = sessions::roles_of(change.txn(), user.id).await?;
     change.commit().await?;
+    let roles = session.roles.clone();
     Ok(SignedIn { user, roles, session })
 }
 
@@ -230,7 +231,7 @@ pub async fn ensure_admin(
     let mut change = store.begin().await?;
     let user_id = match (existing, password_hash) {
         (Some(user), None) => user.id,
-        (Some(user), Some(password_hash)) => set_password(&mut change, user, password_hash, now).await?,
+        (Some(user), Some(password_hash)) => set_password(&mut change, user, password_hash, now).await?.id,
         (None, password_hash) => {
             let new = NewAccount {
                 username: username.to_owned(),
@@ -259,12 +260,12 @@ async fn set_password(
     user: user::Model,
     password_hash: String,
     now: DateTime<Utc>,
-) -> Result<Uuid, AppError> {
+) -> Result<user::Model, AppError> {
     let mut row: user::ActiveModel = user.into();
     row.password_hash = Set(password_hash);
     row.password_changed_at = Set(Some(now));
     row.updated_at = Set(now);
-    Ok(change.update_user(row).await?.id)
+    Ok(change.update_user(row).await?)
 }
 
 /// Stores a new password hash, closes every session of the user and opens a fresh one, in
@@ -279,12 +280,11 @@ pub async fn replace_password(
 ) -> Result<SignedIn, AppError> {
     let now = change.now();
     let user_id = user.id;
-    set_password(change, user, password_hash, now).await?;
+    let user = set_password(change, user, password_hash, now).await?;
     change.close_all(user_id).await?;
     let session = change.open(user_id, client).await?;
     audit::record(change.txn(), now, Event::own(kind, user_id, client)).await?;
-    let user = find(change.txn(), user_id).await?.ok_or(AppError::NotFound)?;
-    let roles = sessions::roles_of(change.txn(), user_id).await?;
+    let roles = session.roles.clone();
     Ok(SignedIn { user, roles, session })
 }
 

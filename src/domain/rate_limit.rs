@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use chrono::{DateTime, Duration, Utc};
 use entity::attempt;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -82,8 +82,13 @@ pub struct Attempt {
 impl Attempt {
     /// A success is not a failure: this attempt stops counting (earlier failures stay).
     pub async fn succeeded(self, limiter: &RateLimiter) -> Result<(), AppError> {
+        self.succeeded_in(&limiter.db).await
+    }
+
+    /// `succeeded`, on the transaction of the change the success makes.
+    pub async fn succeeded_in(self, conn: &impl ConnectionTrait) -> Result<(), AppError> {
         if let Some(id) = self.id {
-            attempt::Entity::delete_by_id(id).exec(&limiter.db).await?;
+            attempt::Entity::delete_by_id(id).exec(conn).await?;
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! `load_many` up front and the per-item resolvers find them there, whatever the timing.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{site, site_member, user};
@@ -96,27 +97,46 @@ fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
 /// A loader with a cache that lives as long as its request.
 pub type Loaded<T> = DataLoader<T, HashMapCache>;
 
-/// Adds every loader to a request: fresh ones, so nothing cached outlives it.
+/// The request's loaders, each made on first use: most documents (`me`, a login) need none.
+pub struct Loaders {
+    db: DatabaseConnection,
+    users: OnceLock<Loaded<UserById>>,
+    sites: OnceLock<Loaded<SiteById>>,
+    memberships_by_site: OnceLock<Loaded<MembershipsBySite>>,
+    memberships_by_user: OnceLock<Loaded<MembershipsByUser>>,
+}
+
+fn fresh<T: Loader<Uuid>>(loader: T) -> Loaded<T> {
+    DataLoader::with_cache(loader, tokio::spawn, HashMapCache::default())
+}
+
+impl Loaders {
+    pub fn users(&self) -> &Loaded<UserById> {
+        self.users.get_or_init(|| fresh(UserById(self.db.clone())))
+    }
+
+    pub fn sites(&self) -> &Loaded<SiteById> {
+        self.sites.get_or_init(|| fresh(SiteById(self.db.clone())))
+    }
+
+    pub fn memberships_by_site(&self) -> &Loaded<MembershipsBySite> {
+        self.memberships_by_site
+            .get_or_init(|| fresh(MembershipsBySite(self.db.clone())))
+    }
+
+    pub fn memberships_by_user(&self) -> &Loaded<MembershipsByUser> {
+        self.memberships_by_user
+            .get_or_init(|| fresh(MembershipsByUser(self.db.clone())))
+    }
+}
+
+/// Gives a request its loaders: fresh ones, so nothing cached outlives it.
 pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async_graphql::Request {
-    request
-        .data(DataLoader::with_cache(
-            UserById(db.clone()),
-            tokio::spawn,
-            HashMapCache::default(),
-        ))
-        .data(DataLoader::with_cache(
-            SiteById(db.clone()),
-            tokio::spawn,
-            HashMapCache::default(),
-        ))
-        .data(DataLoader::with_cache(
-            MembershipsBySite(db.clone()),
-            tokio::spawn,
-            HashMapCache::default(),
-        ))
-        .data(DataLoader::with_cache(
-            MembershipsByUser(db.clone()),
-            tokio::spawn,
-            HashMapCache::default(),
-        ))
+    request.data(Loaders {
+        db: db.clone(),
+        users: OnceLock::new(),
+        sites: OnceLock::new(),
+        memberships_by_site: OnceLock::new(),
+        memberships_by_user: OnceLock::new(),
+    })
 }

@@ -9,7 +9,7 @@ use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
 use crate::graphql::connection::SiteConnection;
 use crate::graphql::guard::{RequireRole, SiteRoleAtLeast};
-use crate::graphql::loaders::{Loaded, MembershipsBySite, SiteById, UserById};
+use crate::graphql::loaders::Loaders;
 use crate::graphql::types::User;
 use crate::graphql::{change, ContextExt};
 
@@ -89,7 +89,8 @@ impl Site {
     async fn members(&self, ctx: &Context<'_>) -> Result<Option<Vec<SiteMembership>>> {
         // Nullable: a refusal leaves `null` and the rest of the site resolves (API.md §2).
         let members = ctx
-            .data_unchecked::<Loaded<MembershipsBySite>>()
+            .data_unchecked::<Loaders>()
+            .memberships_by_site()
             .load_one(self.row.id)
             .await?;
         Ok(Some(
@@ -147,7 +148,8 @@ impl SiteMembership {
     /// The site.
     async fn site(&self, ctx: &Context<'_>) -> Result<Site> {
         let site = ctx
-            .data_unchecked::<Loaded<SiteById>>()
+            .data_unchecked::<Loaders>()
+            .sites()
             .load_one(self.row.site_id)
             .await?;
         Ok(Site::new(site.ok_or(AppError::NotFound)?))
@@ -156,7 +158,8 @@ impl SiteMembership {
     /// The member.
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
         let user = ctx
-            .data_unchecked::<Loaded<UserById>>()
+            .data_unchecked::<Loaders>()
+            .users()
             .load_one(self.row.user_id)
             .await?;
         Ok(User::new(user.ok_or(AppError::NotFound)?, None))
@@ -192,12 +195,13 @@ impl SiteQuery {
         if members.exists() {
             let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
             let loaded = ctx
-                .data_unchecked::<Loaded<MembershipsBySite>>()
+                .data_unchecked::<Loaders>()
+                .memberships_by_site()
                 .load_many(site_ids)
                 .await?;
             if members.field("user").exists() {
                 let user_ids: Vec<Uuid> = loaded.values().flatten().map(|m| m.user_id).collect();
-                ctx.data_unchecked::<Loaded<UserById>>().load_many(user_ids).await?;
+                ctx.data_unchecked::<Loaders>().users().load_many(user_ids).await?;
             }
         }
         Ok(SiteConnection::from_page(page, Site::new))

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::domain::account::SignedIn;
 use crate::domain::{role, site};
 use crate::graphql::guard::SelfOrAdmin;
-use crate::graphql::loaders::{Loaded, MembershipsByUser, UserById};
+use crate::graphql::loaders::Loaders;
 use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;
 use crate::sessions::{self, IssuedSession};
@@ -98,7 +98,8 @@ impl User {
     /// those on sites the caller holds a role on too.
     async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
         let memberships = ctx
-            .data_unchecked::<Loaded<MembershipsByUser>>()
+            .data_unchecked::<Loaders>()
+            .memberships_by_user()
             .load_one(self.row.id)
             .await?;
         let identity = ctx.identity();
@@ -173,7 +174,7 @@ pub struct AuthPayload {
 
 impl From<SignedIn> for AuthPayload {
     fn from(signed_in: SignedIn) -> Self {
-        let IssuedSession { token, session } = signed_in.session;
+        let IssuedSession { token, session, .. } = signed_in.session;
         AuthPayload {
             token,
             user: signed_in.user,
@@ -249,7 +250,7 @@ impl AuditEvent {
         let Some(actor_id) = self.row.actor_id else {
             return Ok(None);
         };
-        let loader = ctx.data_unchecked::<Loaded<UserById>>();
+        let loader = ctx.data_unchecked::<Loaders>().users();
         Ok(loader.load_one(actor_id).await?.map(|row| User::new(row, None)))
     }
 

@@ -63,10 +63,11 @@ impl Identity {
     }
 }
 
-/// A session just opened, with the only copy of its token.
+/// A session just opened, with the only copy of its token and the roles it carries.
 pub struct IssuedSession {
     pub token: String,
     pub session: session::Model,
+    pub roles: Vec<String>,
 }
 
 #[derive(Clone)]
@@ -331,7 +332,7 @@ impl SessionChange {
             &roles,
         );
         let token = inner.tokens.sign(&claims)?;
-        Ok(IssuedSession { token, session })
+        Ok(IssuedSession { token, session, roles })
     }
 
     /// Updates a user's row (profile, password): cached copies of it go with the change.
