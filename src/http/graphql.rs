@@ -20,6 +20,7 @@ use crate::graphql::{finish_errors, Outcome};
 use crate::graphql::{loaders, partial};
 use crate::http::graphiql;
 use crate::http::identity::{self, Rejection, TokenSource};
+use crate::http::persisted::{Persisted, PersistedQueries};
 use crate::http::HttpState;
 use crate::telemetry;
 
@@ -218,6 +219,27 @@ async fn execute(
         max_credential_operations: state.config.graphql_max_credential_operations,
         introspection: state.config.introspection,
     };
+    // A document sent by hash runs exactly as if sent in full: every check below applies.
+    let register = match PersistedQueries::requested(&request) {
+        Err(message) => return reply(format, StatusCode::BAD_REQUEST, error_body(message, "BAD_REQUEST")),
+        Ok(Persisted::No) => None,
+        Ok(Persisted::Register(hash)) => Some(hash),
+        Ok(Persisted::Lookup(hash)) => match http.persisted.get(&hash) {
+            Some(text) => {
+                request.query = text.to_string();
+                None
+            }
+            // Apollo's link sends the text again on this answer.
+            None => {
+                return reply(
+                    format,
+                    StatusCode::OK,
+                    error_body("PersistedQueryNotFound", "PERSISTED_QUERY_NOT_FOUND"),
+                )
+            }
+        },
+    };
+    let text = register.as_ref().map(|_| request.query.clone());
     let operation_name = request.operation_name.clone();
     let variables = request.variables.clone();
     let document = match request.parsed_query() {
@@ -249,6 +271,10 @@ async fn execute(
             return response;
         }
         Ok(_) => {}
+    }
+    // Only a document that passed every limit is remembered.
+    if let (Some(hash), Some(text)) = (register, text) {
+        http.persisted.remember(hash, &text);
     }
     // Kept for the null pass, which reads the document after execution has consumed it.
     let document = document.clone();

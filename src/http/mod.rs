@@ -6,6 +6,7 @@ pub mod graphql;
 pub mod health;
 pub mod identity;
 pub mod jwks;
+pub mod persisted;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -32,6 +33,8 @@ pub struct HttpState {
     pub schema: GatehouseSchema,
     /// The schema's field types, for the document limits and the null pass.
     pub field_types: Arc<FieldTypes>,
+    /// Documents known by hash (Apollo's automatic persisted queries).
+    pub persisted: persisted::PersistedQueries,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -52,6 +55,7 @@ pub fn router(state: AppState) -> Router {
             app: state,
             schema,
             field_types,
+            persisted: Default::default(),
         })
         // One line per request: method, path (never the query string, which may hold
         // variables), status and latency.

@@ -22,5 +22,6 @@ npm run -s bundle
 
 npx tsx src/bearer.ts
 npx tsx --conditions=development src/partial.ts
+npx tsx src/persisted.ts
 npx tsx src/cookie.ts
 npx tsx src/graphiql.ts
