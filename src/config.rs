@@ -112,6 +112,10 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_RESET_IP", default_value_t = 20)]
     pub rate_limit_reset_ip: u32,
 
+    /// Password-reset requests that may mail one account within RATE_LIMIT_WINDOW, from any address; 0 turns the limit off.
+    #[arg(long, env = "RATE_LIMIT_RESET_USER", default_value_t = 3)]
+    pub rate_limit_reset_user: u32,
+
     /// Length in seconds of the sliding window the RATE_LIMIT_* counts are taken over.
     #[arg(long, env = "RATE_LIMIT_WINDOW", default_value_t = 900)]
     pub rate_limit_window: u64,
@@ -261,6 +265,7 @@ impl Config {
             rate_limit_login_ip: 100,
             rate_limit_signup_ip: 20,
             rate_limit_reset_ip: 20,
+            rate_limit_reset_user: 3,
             rate_limit_window: 900,
             trusted_proxies: Vec::new(),
             max_body_bytes: 1_048_576,

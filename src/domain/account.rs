@@ -10,7 +10,7 @@ use crate::auth::password::{check_new_password, PasswordHasher};
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
-use crate::domain::role;
+use crate::domain::{reset, role};
 use crate::error::{on_unique, AppError};
 use crate::sessions::{self, Caller, IssuedSession, SessionChange, SessionStore};
 
@@ -260,11 +260,15 @@ async fn set_password(
     password_hash: String,
     now: DateTime<Utc>,
 ) -> Result<Uuid, AppError> {
+    let user_id = user.id;
     let mut row: user::ActiveModel = user.into();
     row.password_hash = Set(password_hash);
     row.password_changed_at = Set(Some(now));
     row.updated_at = Set(now);
-    Ok(row.update(conn).await?.id)
+    row.update(conn).await?;
+    // A reset link mailed before the new password would otherwise still replace it.
+    reset::void_pending(conn, user_id).await?;
+    Ok(user_id)
 }
 
 /// Stores a new password hash, closes every session of the user and opens a fresh one, in
@@ -288,6 +292,27 @@ pub async fn replace_password(
     Ok(SignedIn { user, roles, session })
 }
 
+/// Checks the `currentPassword` a sensitive change asks for. A wrong or missing one is a
+/// failed login by another name: a stolen session must not become an unlimited password
+/// oracle.
+pub async fn confirm_password(
+    limiter: &RateLimiter,
+    passwords: &PasswordHasher,
+    user: &user::Model,
+    current_password: Option<&str>,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let attempt = limiter.admit(Action::Login, Some(&user.username), client.ip).await?;
+    let wrong = || AppError::bad_input("currentPassword", "current password is wrong");
+    let Some(current_password) = current_password else {
+        return Err(AppError::bad_input("currentPassword", "current password is required"));
+    };
+    if !passwords.verify(current_password, Some(&user.password_hash)).await? {
+        return Err(wrong());
+    }
+    attempt.succeeded(limiter).await
+}
+
 /// `changePassword`: the current password proves it is the user; every session closes and a
 /// new one is returned.
 pub async fn change_password(
@@ -302,13 +327,7 @@ pub async fn change_password(
     let user = find(store.db(), caller.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
-    // A wrong current password is a failed login by another name: a stolen session must not
-    // become an unlimited password oracle.
-    let attempt = limiter.admit(Action::Login, Some(&user.username), client.ip).await?;
-    if !passwords.verify(current_password, Some(&user.password_hash)).await? {
-        return Err(AppError::bad_input("currentPassword", "current password is wrong"));
-    }
-    attempt.succeeded(limiter).await?;
+    confirm_password(limiter, passwords, &user, Some(current_password), client).await?;
     check_new_password("newPassword", &user.username, new_password)?;
     let password_hash = passwords.hash(new_password).await?;
     let mut change = store.begin().await?;

@@ -29,7 +29,8 @@ pub enum Action {
     Login,
     /// `signup`: every attempt counts, per address.
     Signup,
-    /// `requestPasswordReset` (every request) and `resetPassword` (failures), per address.
+    /// `requestPasswordReset` (every request, per address, and per account once the account
+    /// is found) and `resetPassword` (failures, per address).
     Reset,
 }
 
@@ -50,6 +51,7 @@ pub struct Limits {
     pub login_ip: u32,
     pub signup_ip: u32,
     pub reset_ip: u32,
+    pub reset_user: u32,
     pub window_seconds: u64,
 }
 
@@ -60,6 +62,7 @@ impl From<&Config> for Limits {
             login_ip: config.rate_limit_login_ip,
             signup_ip: config.rate_limit_signup_ip,
             reset_ip: config.rate_limit_reset_ip,
+            reset_user: config.rate_limit_reset_user,
             window_seconds: config.rate_limit_window,
         }
     }
@@ -106,7 +109,7 @@ impl RateLimiter {
         let (user_limit, ip_limit) = match action {
             Action::Login => (limits.login_user, limits.login_ip),
             Action::Signup => (0, limits.signup_ip),
-            Action::Reset => (0, limits.reset_ip),
+            Action::Reset => (limits.reset_user, limits.reset_ip),
         };
         // Each check: the column, the value to match and the limit; 0 turns a limit off.
         let mut checks = Vec::new();

@@ -239,3 +239,70 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     retry_after(&server.gql(Some(&token), change, json!({ "c": PASSWORD })).await);
     retry_after(&login(&server, &username, PASSWORD).await);
 }
+
+#[tokio::test]
+async fn email_conflicts_count_against_the_address() {
+    let server = TestServer::start(Config {
+        rate_limit_signup_ip: 3,
+        ..Config::for_test()
+    })
+    .await;
+    let signup = "mutation($u: String!, $e: String) { signup(input: {username: $u, password: \"correct horse battery staple\", email: $e}) { token } }";
+    let taken: Vec<String> = (0..2)
+        .map(|i| format!("{}@example.com", unique(&format!("taken{i}"))))
+        .collect();
+    for email in &taken {
+        server
+            .gql(None, signup, json!({ "u": unique("owner"), "e": email }))
+            .await
+            .data("signup");
+    }
+    let (token, _, _) = server.signup("prober").await;
+    // The signups leave the window; the address starts afresh.
+    server.state.clock.advance(901);
+
+    // One document, many aliases: the first conflicts are told, then the address is refused,
+    // even for an address that is free.
+    let free = format!("{}@example.com", unique("free"));
+    let probes = [&taken[0], &taken[1], &taken[0], &taken[1], &taken[0], &free];
+    let aliases = probes
+        .iter()
+        .enumerate()
+        .map(|(i, email)| {
+            format!("p{i}: updateProfile(input: {{email: \"{email}\", currentPassword: \"{PASSWORD}\"}}) {{ email }}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let reply = server
+        .gql(Some(&token), &format!("mutation {{ {aliases} }}"), json!({}))
+        .await;
+    let codes: Vec<&str> = reply.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["extensions"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "CONFLICT",
+            "CONFLICT",
+            "CONFLICT",
+            "RATE_LIMITED",
+            "RATE_LIMITED",
+            "RATE_LIMITED"
+        ],
+        "{}",
+        reply.body
+    );
+    // A successful change does not count.
+    server.state.clock.advance(901);
+    let update = "mutation($e: String!) { updateProfile(input: {email: $e, currentPassword: \"correct horse battery staple\"}) { email } }";
+    for i in 0..4 {
+        let email = format!("{}@example.com", unique(&format!("mine{i}")));
+        server
+            .gql(Some(&token), update, json!({ "e": email }))
+            .await
+            .data("updateProfile");
+    }
+}
