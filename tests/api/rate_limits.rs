@@ -306,3 +306,75 @@ async fn email_conflicts_count_against_the_address() {
             .data("updateProfile");
     }
 }
+
+const LOGIN_IP: &str =
+    "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { session { ip } } }";
+
+/// The client address a login through the trusted proxy records on its session.
+async fn recorded_address(server: &TestServer, forwarded: &str, username: &str) -> String {
+    let request = server
+        .http
+        .post(server.url("/graphql"))
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({ "query": LOGIN_IP, "variables": { "u": username, "p": PASSWORD } }));
+    let reply = Reply::from(request.send().await.unwrap()).await;
+    crate::common::str_at(&reply.data("login"), "/session/ip")
+}
+
+#[tokio::test]
+async fn a_forwarded_entry_that_is_not_an_address_ends_the_walk() {
+    let server = TestServer::start(Config {
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::for_test()
+    })
+    .await;
+    let (_, _, username) = server.signup("walker").await;
+    assert_eq!(
+        recorded_address(&server, "198.51.100.7, 127.0.0.1", &username).await,
+        "198.51.100.7"
+    );
+    // What lies left of an entry that is not an address was not vouched for by a proxy.
+    for forwarded in [
+        "198.51.100.7, not-an-address",
+        "198.51.100.7, unknown, 127.0.0.1",
+        "198.51.100.7,",
+    ] {
+        assert_eq!(
+            recorded_address(&server, forwarded, &username).await,
+            "127.0.0.1",
+            "{forwarded}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64() {
+    let server = TestServer::start(Config {
+        rate_limit_login_ip: 2,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::for_test()
+    })
+    .await;
+    let (_, _, username) = server.signup("v6").await;
+    for client in ["2001:db8:0:1::1", "2001:db8:0:1:ffff::2"] {
+        login_from(&server, client, &unique("spray"), "Password123!")
+            .await
+            .assert_code("UNAUTHENTICATED");
+    }
+    // Another address in the same /64 is the same client.
+    retry_after(&login_from(&server, "2001:db8:0:1:abcd::3", &username, PASSWORD).await);
+    // The next /64 is another one; IPv4 stays per address.
+    assert!(login_from(&server, "2001:db8:0:2::1", &username, PASSWORD)
+        .await
+        .data("login")["token"]
+        .is_string());
+    for client in ["198.51.100.1", "198.51.100.1"] {
+        login_from(&server, client, &unique("spray"), "Password123!")
+            .await
+            .assert_code("UNAUTHENTICATED");
+    }
+    assert!(login_from(&server, "198.51.100.2", &username, PASSWORD)
+        .await
+        .data("login")["token"]
+        .is_string());
+}
