@@ -3,7 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use entity::user;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
@@ -183,12 +186,46 @@ pub async fn login(
         }
     };
     attempt.succeeded(limiter).await?;
+    // A hash made at an older cost is replaced while the password is at hand.
+    let rehashed = match passwords.needs_rehash(&user.password_hash) {
+        true => Some(passwords.hash(password).await?),
+        false => None,
+    };
     let mut change = store.begin().await?;
+    if let Some(rehashed) = rehashed {
+        store_rehash(change.txn(), &user, rehashed).await?;
+    }
     let session = change.open(user.id, client).await?;
     audit::record(change.txn(), now, Event::own(Kind::Login, user.id, client)).await?;
     let roles = sessions::roles_of(change.txn(), user.id).await?;
     change.commit().await?;
     Ok(SignedIn { user, roles, session })
+}
+
+/// Stores the same password hashed at the configured cost. Only if the hash is still the one
+/// verified: a password changed meanwhile is kept. The password itself did not change, so
+/// `passwordChangedAt` and pending reset links stay.
+async fn store_rehash(conn: &impl ConnectionTrait, user: &user::Model, rehashed: String) -> Result<(), AppError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(rehashed))
+        .filter(user::Column::Id.eq(user.id))
+        .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` stored password hashes, of the most recently updated accounts: a sample of
+/// the costs in use.
+pub async fn password_hash_sample(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<String>, AppError> {
+    Ok(user::Entity::find()
+        .select_only()
+        .column(user::Column::PasswordHash)
+        .order_by_desc(user::Column::UpdatedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?)
 }
 
 pub async fn find_by_username(conn: &impl ConnectionTrait, username: &str) -> Result<Option<user::Model>, AppError> {
