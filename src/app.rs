@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::http::router;
+use crate::http::{metrics_router, router};
 use crate::state::AppState;
 
 /// How often noted last-seen times are written.
@@ -23,18 +23,33 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let metrics = match state.config.metrics_address() {
+        Some(address) => Some(serve_metrics(address, state.clone()).await?),
+        None => None,
+    };
     let upkeep = tokio::spawn(upkeep(state.clone()));
     let listener_task = state.sessions.listen().map(tokio::spawn);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     upkeep.abort();
-    if let Some(task) = listener_task {
+    for task in listener_task.into_iter().chain(metrics) {
         task.abort();
     }
     if let Err(e) = state.sessions.flush_last_seen().await {
         tracing::warn!(error = %e, "could not write last-seen times at shutdown");
     }
     served
+}
+
+/// Serves `/metrics` on its own address (METRICS_BIND), so it can stay off the public one.
+async fn serve_metrics(address: SocketAddr, state: AppState) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    let listener = TcpListener::bind(address).await?;
+    tracing::info!(address = %listener.local_addr()?, "metrics listening at /metrics");
+    Ok(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, metrics_router(state)).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    }))
 }
 
 /// Periodic background work: last-seen batches, expired-session and old-attempt sweeps.

@@ -29,20 +29,29 @@ impl ClientInfo {
 }
 
 /// The socket peer, unless it is a trusted proxy: then the rightmost `X-Forwarded-For` entry
-/// that is not itself a trusted proxy (entries further left are client-controlled).
+/// that is not itself a trusted proxy (entries further left are client-controlled). An entry
+/// that is not an address ends the walk at the peer: whatever lies left of it was not written
+/// by a proxy we can vouch for, so no entry there may stand in for the client.
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
     if !is_trusted(&peer) {
         return peer;
     }
-    let forwarded: Vec<IpAddr> = headers
+    let entries: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|entry| entry.trim().parse().ok())
+        // A value that is not text becomes an empty entry, which ends the walk like any other
+        // entry that is not an address.
+        .flat_map(|v| v.to_str().unwrap_or_default().split(','))
         .collect();
-    forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer)
+    for entry in entries.into_iter().rev() {
+        match entry.trim().parse::<IpAddr>() {
+            Ok(ip) if is_trusted(&ip) => continue,
+            Ok(ip) => return ip,
+            Err(_) => return peer,
+        }
+    }
+    peer
 }
 
 #[cfg(test)]
@@ -59,6 +68,17 @@ mod tests {
     fn untrusted_peer_is_the_client() {
         let ip = client_ip("203.0.113.9".parse().unwrap(), &headers("1.2.3.4"), &[]);
         assert_eq!(ip, "203.0.113.9".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn an_entry_that_is_not_an_address_ends_the_walk() {
+        let trusted = ["10.0.0.0/8".parse().unwrap()];
+        let ip = client_ip(
+            "10.0.0.1".parse().unwrap(),
+            &headers("198.51.100.7, bogus, 10.0.0.2"),
+            &trusted,
+        );
+        assert_eq!(ip, "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[test]

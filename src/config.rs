@@ -112,6 +112,10 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_RESET_IP", default_value_t = 20)]
     pub rate_limit_reset_ip: u32,
 
+    /// Password-reset requests that may mail one account within RATE_LIMIT_WINDOW, from any address; 0 turns the limit off.
+    #[arg(long, env = "RATE_LIMIT_RESET_USER", default_value_t = 3)]
+    pub rate_limit_reset_user: u32,
+
     /// Length in seconds of the sliding window the RATE_LIMIT_* counts are taken over.
     #[arg(long, env = "RATE_LIMIT_WINDOW", default_value_t = 900)]
     pub rate_limit_window: u64,
@@ -135,6 +139,10 @@ pub struct Config {
     /// Most aliases accepted in one GraphQL document.
     #[arg(long, env = "GRAPHQL_MAX_ALIASES", default_value_t = 30)]
     pub graphql_max_aliases: usize,
+
+    /// Where GET /metrics is served: empty serves it on BIND, an address serves it there only.
+    #[arg(long, env = "METRICS_BIND", default_value = "")]
+    pub metrics_bind: String,
 
     /// Most credential operations (login, signup, changePassword, resetPassword) one GraphQL document may run.
     #[arg(long, env = "GRAPHQL_MAX_CREDENTIAL_OPERATIONS", default_value_t = 1)]
@@ -218,6 +226,9 @@ impl Config {
         if self.graphql_max_credential_operations == 0 {
             return Err("GRAPHQL_MAX_CREDENTIAL_OPERATIONS must be at least 1".into());
         }
+        if !self.metrics_bind.trim().is_empty() && self.metrics_address().is_none() {
+            return Err("METRICS_BIND must be empty or an address like 127.0.0.1:9090".into());
+        }
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be positive".into());
         }
@@ -227,6 +238,11 @@ impl Config {
     /// The configured origins, with the empty entries of `CORS_ORIGINS=""` left out.
     pub fn cors_origins(&self) -> impl Iterator<Item = &str> {
         self.cors_origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty())
+    }
+
+    /// The separate metrics listener's address; `None` serves `/metrics` on `BIND`.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_bind.trim().parse().ok()
     }
 
     pub fn is_sqlite(&self) -> bool {
@@ -261,6 +277,7 @@ impl Config {
             rate_limit_login_ip: 100,
             rate_limit_signup_ip: 20,
             rate_limit_reset_ip: 20,
+            rate_limit_reset_user: 3,
             rate_limit_window: 900,
             trusted_proxies: Vec::new(),
             max_body_bytes: 1_048_576,
@@ -268,6 +285,7 @@ impl Config {
             graphql_max_complexity: 1000,
             graphql_max_aliases: 30,
             graphql_max_credential_operations: 1,
+            metrics_bind: String::new(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Startup: connect, apply pending migrations, load the signing key and make sure the
 //! configured admin exists, then hand back the `AppState` the server runs on.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +19,9 @@ use crate::domain::rate_limit::{Limits, RateLimiter};
 use crate::mail::Mailer;
 use crate::sessions::SessionStore;
 use crate::state::{AppState, Services};
+
+/// How many stored hashes are read at startup to find the cost most accounts are at.
+const DUMMY_COST_SAMPLE: u64 = 10_000;
 
 /// Connects, applies pending migrations, loads the signing key and ensures the admin.
 pub async fn start(config: Config) -> anyhow::Result<AppState> {
@@ -38,7 +42,7 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
             TokenKeys::hs256(secret.as_bytes())
         }
     };
-    let passwords = PasswordHasher::new(
+    let mut passwords = PasswordHasher::new(
         config.argon2_memory_kib,
         config.argon2_iterations,
         config.argon2_parallelism,
@@ -51,9 +55,20 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
             .await
             .map_err(|e| anyhow::anyhow!("ADMIN_USERNAME/ADMIN_PASSWORD: {e}"))?;
     }
+    let sample = domain::account::password_hash_sample(&db, DUMMY_COST_SAMPLE)
+        .await
+        .context("reading password costs")?;
+    passwords.match_dummy_to(sample.iter().map(String::as_str))?;
+    let mailer = Mailer::from_config(&config)?;
+    if matches!(mailer, Mailer::Log) && !config.bind.ip().is_loopback() {
+        tracing::warn!(
+            bind = %config.bind,
+            "MAILER=log on an address reachable from other hosts: reset links are written to the log; set SMTP_URL"
+        );
+    }
     Ok(AppState::new(Services {
         limiter: RateLimiter::new(db.clone(), clock.clone(), Limits::from(&config)),
-        mailer: Mailer::from_config(&config)?,
+        mailer,
         db,
         tokens,
         passwords,
@@ -67,12 +82,9 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
 /// Opens the pool; for SQLite, creates the file's folder and turns on write-ahead logging
 /// so readers do not wait for writers.
 pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnection> {
-    if config.is_sqlite() {
-        if let Some(dir) = sqlite_path(&config.database_url).and_then(|p| p.parent().map(|d| d.to_path_buf())) {
-            if !dir.as_os_str().is_empty() {
-                std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            }
-        }
+    let sqlite_file = sqlite_path(&config.database_url).filter(|_| config.is_sqlite());
+    if let Some(path) = &sqlite_file {
+        prepare_sqlite_file(path)?;
     }
     let timeout = Duration::from_secs(config.database_timeout);
     let mut options = ConnectOptions::new(config.database_url.clone());
@@ -88,10 +100,52 @@ pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnect
     if config.is_sqlite() {
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
     }
+    if let Some(path) = &sqlite_file {
+        restrict_sqlite_files(path)?;
+    }
     Ok(db)
 }
 
-fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+/// The SQLite file holds the signing secret and the password hashes: a folder gatehouse
+/// creates is the owner's alone (0700), and so is a database file it creates (0600). SQLite
+/// gives the `-wal` and `-shm` files the database file's mode.
+fn prepare_sqlite_file(path: &Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    Ok(())
+}
+
+/// Files of a database made before (or by another tool) are narrowed to 0600 as well.
+fn restrict_sqlite_files(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    for suffix in ["", "-wal", "-shm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        if file.exists() {
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", file.display()))?;
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
+}
+
+fn sqlite_path(url: &str) -> Option<PathBuf> {
     let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
     let path = rest.split('?').next()?;
     (!path.is_empty() && path != ":memory:").then(|| path.into())

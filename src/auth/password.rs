@@ -1,7 +1,7 @@
 //! Password hashing (argon2id on the blocking pool, at most one hash per core at a time)
 //! and the password rules of API.md §7. Accounts and their storage are `domain::account`'s.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
@@ -77,6 +77,38 @@ impl PasswordHasher {
         Ok(known && matches)
     }
 
+    /// Whether `stored` was made at another cost than the configured one (or is not argon2id),
+    /// so that the next successful login should store a fresh hash.
+    pub fn needs_rehash(&self, stored: &str) -> bool {
+        cost_of(stored) != Some(cost(&self.params))
+    }
+
+    /// Makes the dummy hash cost what most of `stored` cost: after a change of the ARGON2_*
+    /// settings, most accounts keep their old cost until they log in, and an unknown name must
+    /// take as long to refuse as a known one.
+    pub fn match_dummy_to<'a>(&mut self, stored: impl IntoIterator<Item = &'a str>) -> anyhow::Result<()> {
+        let mut counts: HashMap<Cost, usize> = HashMap::new();
+        for cost in stored.into_iter().filter_map(cost_of) {
+            *counts.entry(cost).or_default() += 1;
+        }
+        let Some(((memory, iterations, lanes), _)) = counts.into_iter().max_by_key(|&(cost, n)| (n, cost)) else {
+            return Ok(());
+        };
+        if Some((memory, iterations, lanes)) == cost_of(&self.dummy_hash) {
+            return Ok(());
+        }
+        let params =
+            Params::new(memory, iterations, lanes, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+        let random_password: [u8; 16] = rand::random();
+        self.dummy_hash = hash_blocking(&params, &random_password)?.into();
+        Ok(())
+    }
+
+    /// The cost of the dummy hash: memory in KiB, iterations, lanes.
+    pub fn dummy_cost(&self) -> Option<Cost> {
+        cost_of(&self.dummy_hash)
+    }
+
     /// How many hashes and verifications this hasher (and its clones) has run.
     pub fn runs(&self) -> u64 {
         self.runs.load(Ordering::Relaxed)
@@ -117,6 +149,22 @@ impl PasswordHasher {
         .map_err(|e| AppError::Internal(e.into()))?;
         Ok(result?)
     }
+}
+
+/// An argon2id cost: memory in KiB, iterations, lanes.
+pub type Cost = (u32, u32, u32);
+
+fn cost(params: &Params) -> Cost {
+    (params.m_cost(), params.t_cost(), params.p_cost())
+}
+
+/// The cost a PHC string was made at; `None` for anything but argon2id version 0x13.
+fn cost_of(stored: &str) -> Option<Cost> {
+    let hash = PasswordHash::new(stored).ok()?;
+    if hash.algorithm != argon2::ARGON2ID_IDENT || hash.version != Some(Version::V0x13.into()) {
+        return None;
+    }
+    Params::try_from(&hash).ok().map(|params| cost(&params))
 }
 
 fn hash_blocking(params: &Params, password: &[u8]) -> anyhow::Result<String> {
@@ -192,6 +240,20 @@ mod tests {
         assert!(hasher.verify("correct horse", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("wrong horse", Some(&hash)).await.unwrap());
         assert!(!hasher.verify("correct horse", None).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn hashes_at_another_cost_need_a_rehash_and_the_dummy_follows_the_majority() {
+        let old = PasswordHasher::new(64, 1, 1).unwrap();
+        let mut new = PasswordHasher::new(128, 2, 1).unwrap();
+        let old_hash = old.hash("correct horse").await.unwrap();
+        assert!(new.needs_rehash(&old_hash));
+        assert!(!new.needs_rehash(&new.hash("correct horse").await.unwrap()));
+        assert_eq!(new.dummy_cost(), Some((128, 2, 1)));
+        let new_hash = new.hash("x").await.unwrap();
+        new.match_dummy_to([old_hash.as_str(), old_hash.as_str(), new_hash.as_str()])
+            .unwrap();
+        assert_eq!(new.dummy_cost(), Some((64, 1, 1)));
     }
 
     #[tokio::test]

@@ -3,14 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use entity::user;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
-use crate::domain::role;
+use crate::domain::{reset, role};
 use crate::error::{on_unique, AppError};
 use crate::sessions::{Caller, IssuedSession, SessionChange, SessionStore};
 
@@ -182,14 +183,48 @@ pub async fn login(
             return Err(AppError::InvalidCredentials);
         }
     };
+    // A hash made at an older cost is replaced while the password is at hand.
+    let rehashed = match passwords.needs_rehash(&user.password_hash) {
+        true => Some(passwords.hash(password).await?),
+        false => None,
+    };
     // One transaction for the success: the attempt stops counting, the session opens.
     let mut change = store.begin().await?;
     attempt.succeeded_in(change.txn()).await?;
+    if let Some(rehashed) = rehashed {
+        store_rehash(change.txn(), &user, rehashed).await?;
+    }
     let session = change.open(user.id, client).await?;
     audit::record(change.txn(), now, Event::own(Kind::Login, user.id, client)).await?;
     change.commit().await?;
     let roles = session.roles.clone();
     Ok(SignedIn { user, roles, session })
+}
+
+/// Stores the same password hashed at the configured cost. Only if the hash is still the one
+/// verified: a password changed meanwhile is kept. The password itself did not change, so
+/// `passwordChangedAt` and pending reset links stay.
+async fn store_rehash(conn: &impl ConnectionTrait, user: &user::Model, rehashed: String) -> Result<(), AppError> {
+    user::Entity::update_many()
+        .col_expr(user::Column::PasswordHash, Expr::value(rehashed))
+        .filter(user::Column::Id.eq(user.id))
+        .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` stored password hashes, of the most recently updated accounts: a sample of
+/// the costs in use.
+pub async fn password_hash_sample(conn: &impl ConnectionTrait, limit: u64) -> Result<Vec<String>, AppError> {
+    Ok(user::Entity::find()
+        .select_only()
+        .column(user::Column::PasswordHash)
+        .order_by_desc(user::Column::UpdatedAt)
+        .limit(limit)
+        .into_tuple()
+        .all(conn)
+        .await?)
 }
 
 pub async fn find_by_username(conn: &impl ConnectionTrait, username: &str) -> Result<Option<user::Model>, AppError> {
@@ -265,7 +300,10 @@ async fn set_password(
     row.password_hash = Set(password_hash);
     row.password_changed_at = Set(Some(now));
     row.updated_at = Set(now);
-    Ok(change.update_user(row).await?)
+    let user = change.update_user(row).await?;
+    // A reset link mailed before the new password would otherwise still replace it.
+    reset::void_pending(change.txn(), user.id).await?;
+    Ok(user)
 }
 
 /// Stores a new password hash, closes every session of the user and opens a fresh one, in
@@ -288,6 +326,27 @@ pub async fn replace_password(
     Ok(SignedIn { user, roles, session })
 }
 
+/// Checks the `currentPassword` a sensitive change asks for. A wrong or missing one is a
+/// failed login by another name: a stolen session must not become an unlimited password
+/// oracle.
+pub async fn confirm_password(
+    limiter: &RateLimiter,
+    passwords: &PasswordHasher,
+    user: &user::Model,
+    current_password: Option<&str>,
+    client: &ClientInfo,
+) -> Result<(), AppError> {
+    let attempt = limiter.admit(Action::Login, Some(&user.username), client.ip).await?;
+    let wrong = || AppError::bad_input("currentPassword", "current password is wrong");
+    let Some(current_password) = current_password else {
+        return Err(AppError::bad_input("currentPassword", "current password is required"));
+    };
+    if !passwords.verify(current_password, Some(&user.password_hash)).await? {
+        return Err(wrong());
+    }
+    attempt.succeeded(limiter).await
+}
+
 /// `changePassword`: the current password proves it is the user; every session closes and a
 /// new one is returned.
 pub async fn change_password(
@@ -302,13 +361,7 @@ pub async fn change_password(
     let user = find(store.db(), caller.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
-    // A wrong current password is a failed login by another name: a stolen session must not
-    // become an unlimited password oracle.
-    let attempt = limiter.admit(Action::Login, Some(&user.username), client.ip).await?;
-    if !passwords.verify(current_password, Some(&user.password_hash)).await? {
-        return Err(AppError::bad_input("currentPassword", "current password is wrong"));
-    }
-    attempt.succeeded(limiter).await?;
+    confirm_password(limiter, passwords, &user, Some(current_password), client).await?;
     check_new_password("newPassword", &user.username, new_password)?;
     let password_hash = passwords.hash(new_password).await?;
     let mut change = store.begin().await?;

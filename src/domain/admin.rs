@@ -1,5 +1,6 @@
 //! Administration (role `admin`): list, create and delete users, grant and revoke global
-//! roles. The last admin can neither be deleted nor lose `admin`.
+//! roles. The last admin can neither be deleted nor lose `admin`, and no deletion leaves a
+//! site without an admin.
 
 use entity::{user, user_role};
 use sea_orm::sea_query::{Expr, LikeExpr};
@@ -15,6 +16,7 @@ use crate::domain::audit::{self, Event, Kind};
 use crate::domain::lock;
 use crate::domain::page::{Page, PageRequest};
 use crate::domain::role::{self, check_global_roles};
+use crate::domain::site;
 use crate::error::AppError;
 use crate::sessions::{self, Caller, SessionStore};
 
@@ -81,7 +83,8 @@ pub async fn create_user(
 }
 
 /// `deleteUsers`: deletes the users that exist and returns their ids; sessions go with them
-/// (foreign keys), so their tokens stop working at once.
+/// (foreign keys), so their tokens stop working at once. Refused when it would remove the
+/// last admin of the server or of a site.
 pub async fn delete_users(
     store: &SessionStore,
     admin: &Caller,
@@ -95,6 +98,9 @@ pub async fn delete_users(
     let admins = lock_admins(change.txn()).await?;
     if !admins.is_empty() && admins.iter().all(|a| ids.contains(a)) {
         return Err(AppError::bad_input("ids", "the last admin cannot be deleted"));
+    }
+    if site::deleting_leaves_a_site_without_admin(change.txn(), &ids).await? {
+        return Err(AppError::bad_input("ids", "a site keeps at least one admin"));
     }
     let existing: Vec<Uuid> = user::Entity::find()
         .select_only()

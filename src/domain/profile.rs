@@ -1,5 +1,6 @@
 //! `updateProfile`: each field validated and named in its error; email uniqueness is the
-//! database's. The audit event lists which fields changed, never their values.
+//! database's. A new e-mail address needs the current password and is announced to the old
+//! one. The audit event lists which fields changed, never their values.
 
 use std::str::FromStr;
 
@@ -7,10 +8,14 @@ use entity::user;
 use sea_orm::ActiveValue::Set;
 use uuid::Uuid;
 
+use crate::auth::password::PasswordHasher;
 use crate::client::ClientInfo;
 use crate::domain::account::{self, USER_UNIQUE_FIELDS};
 use crate::domain::audit::{self, Event, Kind};
+use crate::domain::rate_limit::{Action, RateLimiter};
+use crate::domain::reset;
 use crate::error::{on_unique, AppError};
+use crate::mail::{Mail, Mailer};
 use crate::sessions::SessionStore;
 
 /// `settings` is a client's blob, not a document store.
@@ -34,6 +39,16 @@ pub struct ProfileChanges {
     pub language: Change<String>,
     pub theme: Change<String>,
     pub settings: Change<serde_json::Value>,
+    /// Proof that the caller is the user; needed when `email` changes.
+    pub current_password: Option<String>,
+}
+
+/// Who checks what `updateProfile` asks for: passwords are confirmed through the rate limiter
+/// and hasher, and the old address is told of a new one through the mailer.
+pub struct Checks<'a> {
+    pub limiter: &'a RateLimiter,
+    pub passwords: &'a PasswordHasher,
+    pub mailer: &'a Mailer,
 }
 
 fn check_time_zone(zone: &str) -> Result<(), AppError> {
@@ -90,9 +105,12 @@ fn decide<T>(change: Change<T>, check: impl Fn(&T) -> Result<(), AppError>) -> R
     }
 }
 
-/// Applies `changes` to the user's profile and records which fields changed.
+/// Applies `changes` to the user's profile and records which fields changed. A change of
+/// e-mail address needs the current password, voids pending reset links and is mailed to the
+/// old address.
 pub async fn update(
     store: &SessionStore,
+    checks: Checks<'_>,
     user_id: Uuid,
     changes: ProfileChanges,
     client: &ClientInfo,
@@ -100,14 +118,18 @@ pub async fn update(
     let user = account::find(store.db(), user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
-    let mut row: user::ActiveModel = user.into();
+    let old_email = user.email.clone();
+    let mut row: user::ActiveModel = user.clone().into();
     let mut changed: Vec<&str> = Vec::new();
     if let Some(name) = decide(changes.name, |n| account::check_name(n))? {
         row.name = Set(name);
         changed.push("name");
     }
+    let mut email_changes = false;
     if let Some(email) = decide(changes.email, |e| account::check_email(e.trim()))? {
         let email = email.map(|e| e.trim().to_owned());
+        // Setting the address already held changes nothing, so it asks for nothing.
+        email_changes = email != old_email;
         row.email_key = Set(email.as_ref().map(|e| e.to_lowercase()));
         row.email = Set(email);
         changed.push("email");
@@ -129,14 +151,50 @@ pub async fn update(
         changed.push("settings");
     }
 
+    // The e-mail address is where reset links go: whoever changes it must know the password.
+    let email_attempt = match email_changes {
+        true => {
+            let current_password = changes.current_password.as_deref();
+            account::confirm_password(checks.limiter, checks.passwords, &user, current_password, client).await?;
+            // A CONFLICT tells that an address has an account, so each change counts against
+            // the address's signup budget (signup can tell the same) unless it succeeds.
+            Some(checks.limiter.admit(Action::Signup, None, client.ip).await?)
+        }
+        false => None,
+    };
     let now = store.now();
     row.updated_at = Set(now);
     let mut change = store.begin().await?;
-    let user = change.update_user(row).await.map_err(on_unique(USER_UNIQUE_FIELDS))?;
+    let updated = change.update_user(row).await.map_err(on_unique(USER_UNIQUE_FIELDS))?;
+    if email_changes {
+        // A link mailed to the old address must not outlive it.
+        reset::void_pending(change.txn(), user_id).await?;
+    }
     let event = Event::own(Kind::ProfileUpdated, user_id, client).with_detail(serde_json::json!({ "fields": changed }));
     audit::record(change.txn(), now, event).await?;
     change.commit().await?;
-    Ok(user)
+    if let Some(attempt) = email_attempt {
+        attempt.succeeded(checks.limiter).await?;
+    }
+    if let (true, Some(old_email)) = (email_changes, old_email) {
+        // The change is made; a mail that cannot be sent is logged, not turned into an error.
+        if let Err(e) = checks.mailer.send(email_changed_mail(&updated, old_email)).await {
+            tracing::error!(error = ?e, "could not tell the old address of an e-mail change");
+        }
+    }
+    Ok(updated)
+}
+
+/// The notice to the address an account had before.
+fn email_changed_mail(user: &user::Model, old_email: String) -> Mail {
+    Mail {
+        to: old_email,
+        subject: "Your e-mail address was changed".into(),
+        body: format!(
+            "Hello {},\n\nThe e-mail address of your account was changed, and this address no longer receives its password reset links. If you did not make this change, someone else may hold your account: contact the administrator.\n",
+            user.username
+        ),
+    }
 }
 
 #[cfg(test)]

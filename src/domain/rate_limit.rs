@@ -2,7 +2,7 @@
 //! case-folded username and per client address. The counts live in the `attempts` table, so
 //! every instance sharing the database sees the same ones.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::attempt;
@@ -29,7 +29,8 @@ pub enum Action {
     Login,
     /// `signup`: every attempt counts, per address.
     Signup,
-    /// `requestPasswordReset` (every request) and `resetPassword` (failures), per address.
+    /// `requestPasswordReset` (every request, per address, and per account once the account
+    /// is found) and `resetPassword` (failures, per address).
     Reset,
 }
 
@@ -50,6 +51,7 @@ pub struct Limits {
     pub login_ip: u32,
     pub signup_ip: u32,
     pub reset_ip: u32,
+    pub reset_user: u32,
     pub window_seconds: u64,
 }
 
@@ -60,6 +62,7 @@ impl From<&Config> for Limits {
             login_ip: config.rate_limit_login_ip,
             signup_ip: config.rate_limit_signup_ip,
             reset_ip: config.rate_limit_reset_ip,
+            reset_user: config.rate_limit_reset_user,
             window_seconds: config.rate_limit_window,
         }
     }
@@ -107,11 +110,11 @@ impl RateLimiter {
     pub async fn admit(&self, action: Action, username: Option<&str>, ip: Option<IpAddr>) -> Result<Attempt, AppError> {
         let limits = &self.limits;
         let username_key = username.map(|u| u.to_lowercase().chars().take(MAX_KEY_CHARS).collect::<String>());
-        let ip = ip.map(|ip| ip.to_string());
+        let ip = ip.map(address_key);
         let (user_limit, ip_limit) = match action {
             Action::Login => (limits.login_user, limits.login_ip),
             Action::Signup => (0, limits.signup_ip),
-            Action::Reset => (0, limits.reset_ip),
+            Action::Reset => (limits.reset_user, limits.reset_ip),
         };
         // Each check: the column, the value to match and the limit; 0 turns a limit off.
         let mut checks = Vec::new();
@@ -198,5 +201,21 @@ impl RateLimiter {
     fn window(&self) -> Duration {
         // `Config::validate` keeps the window within a year, far inside chrono's range.
         Duration::seconds(i64::try_from(self.limits.window_seconds).unwrap_or(MAX_WINDOW_SECONDS))
+    }
+}
+
+/// The key an address is counted under: an IPv4 address itself, an IPv6 address by its /64.
+/// One subscriber usually holds a whole /64, so counting single IPv6 addresses would let a
+/// client step to a fresh address on every attempt.
+fn address_key(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let [a, b, c, d, ..] = v6.segments();
+                format!("{}/64", Ipv6Addr::new(a, b, c, d, 0, 0, 0, 0))
+            }
+        },
     }
 }

@@ -5,7 +5,7 @@
 use chrono::Duration;
 use entity::{password_reset, user};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
@@ -34,8 +34,9 @@ pub async fn request_in_background(
 ) -> Result<(), AppError> {
     // Every request counts: each may send a mail.
     let _counted = limiter.admit(Action::Reset, None, client.ip).await?;
+    let limiter = limiter.clone();
     tokio::spawn(async move {
-        if let Err(e) = request(&store, &mail, username, email, &client).await {
+        if let Err(e) = request(&store, &limiter, &mail, username, email, &client).await {
             tracing::error!(error = ?e, "password reset request failed");
         }
     });
@@ -43,9 +44,11 @@ pub async fn request_in_background(
 }
 
 /// Finds the account (username wins over email), stores a fresh token, voids older ones and
-/// mails the link. No account, or no address to mail: nothing happens.
+/// mails the link. No account, no address to mail, or an account over its own limit: nothing
+/// happens.
 pub async fn request(
     store: &SessionStore,
+    limiter: &RateLimiter,
     mail: &ResetMail,
     username: Option<String>,
     email: Option<String>,
@@ -60,14 +63,17 @@ pub async fn request(
     if mail.mailer.needs_address() && user.email.is_none() {
         return Ok(());
     }
+    // Per account as well as per address, so that many addresses cannot flood one mailbox
+    // (or keep voiding the link its owner is about to use). The answer was `true` already.
+    match limiter.admit(Action::Reset, Some(&user.username), None).await {
+        Ok(_counted) => {}
+        Err(AppError::RateLimited { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    }
     let (token, token_hash) = new_session_secret();
     let now = store.now();
     let txn = store.db().begin().await?;
-    password_reset::Entity::delete_many()
-        .filter(password_reset::Column::UserId.eq(user.id))
-        .filter(password_reset::Column::UsedAt.is_null())
-        .exec(&txn)
-        .await?;
+    void_pending(&txn, user.id).await?;
     let row = password_reset::ActiveModel {
         id: Set(Uuid::new_v4()),
         user_id: Set(user.id),
@@ -87,6 +93,17 @@ pub async fn request(
     audit::record(&txn, now, event).await?;
     txn.commit().await?;
     mail.mailer.send(mail.message(&user, &token)).await?;
+    Ok(())
+}
+
+/// Voids the user's unused reset tokens: a newer request replaces them, and a new password
+/// or e-mail address makes them stale (a link mailed before must not undo the change).
+pub async fn void_pending(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<(), AppError> {
+    password_reset::Entity::delete_many()
+        .filter(password_reset::Column::UserId.eq(user_id))
+        .filter(password_reset::Column::UsedAt.is_null())
+        .exec(conn)
+        .await?;
     Ok(())
 }
 

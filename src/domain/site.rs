@@ -2,6 +2,8 @@
 //! `user`), invitation codes, and the rule that a site never loses its last admin. Who may
 //! call what is decided by the field guards; this module keeps the data rules.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use entity::{site, site_member, user};
 use sea_orm::sea_query::Expr;
@@ -66,6 +68,13 @@ pub fn role_on(caller: &Caller, site_id: Uuid) -> Option<SiteRole> {
         .filter_map(|r| r.strip_prefix(&prefix))
         .filter_map(SiteRole::parse)
         .max()
+}
+
+/// The site a role is on, for a site role (`<siteId>:<role>`); `None` for a global role.
+pub fn site_of_role(role: &str) -> Option<Uuid> {
+    let (site_id, role) = role.split_once(':')?;
+    SiteRole::parse(role)?;
+    site_id.parse().ok()
 }
 
 /// Whether the caller may see the site at all: a role on it, or global admin.
@@ -331,6 +340,30 @@ async fn put_member(
         .put_site_member(site_id, user_id, role.as_str(), false, now)
         .await?;
     Ok(())
+}
+
+/// Whether deleting `users` would leave a site without an admin. The admins of every site one
+/// of them administers are locked until the transaction ends, so a demotion racing the
+/// deletion cannot slip past the last-admin rule.
+pub async fn deleting_leaves_a_site_without_admin(txn: &DatabaseTransaction, users: &[Uuid]) -> Result<bool, AppError> {
+    let administered = site_member::Entity::find()
+        .select_only()
+        .column(site_member::Column::SiteId)
+        .filter(site_member::Column::UserId.is_in(users.iter().copied()))
+        .filter(site_member::Column::Role.eq(SiteRole::Admin.as_str()))
+        .into_query();
+    let admins = site_member::Entity::find()
+        .select_only()
+        .column(site_member::Column::SiteId)
+        .column(site_member::Column::UserId)
+        .filter(site_member::Column::Role.eq(SiteRole::Admin.as_str()))
+        .filter(site_member::Column::SiteId.in_subquery(administered));
+    let admins: Vec<(Uuid, Uuid)> = lock::for_update(txn, admins).await?.into_tuple().all(txn).await?;
+    let mut staying: HashMap<Uuid, usize> = HashMap::new();
+    for (site_id, user_id) in admins {
+        *staying.entry(site_id).or_default() += usize::from(!users.contains(&user_id));
+    }
+    Ok(staying.values().any(|&n| n == 0))
 }
 
 /// The site's admins, locked until the transaction ends so two demotions cannot race past

@@ -81,6 +81,9 @@ pub struct UpdateProfileInput {
     pub theme: MaybeUndefined<String>,
     /// Free-form client settings, at most 16 KiB of JSON.
     pub settings: MaybeUndefined<Json<serde_json::Value>>,
+    /// The password in use now; required when `email` changes (wrong or missing: BAD_USER_INPUT on
+    /// `currentPassword`, counted as a failed login).
+    pub current_password: Option<String>,
 }
 
 /// Who forgot their password: username wins when both are given.
@@ -170,7 +173,8 @@ impl AccountMutation {
         Ok(start_session(ctx, signed_in))
     }
 
-    /// Changes the caller's profile: omitted fields stay, `null` clears a field.
+    /// Changes the caller's profile: omitted fields stay, `null` clears a field. A new `email` needs
+    /// `currentPassword`, and the old address is told of the change.
     #[graphql(guard = "RequireRole::user()")]
     async fn update_profile(
         &self,
@@ -185,8 +189,18 @@ impl AccountMutation {
             language: change(input.language),
             theme: change(input.theme),
             settings: change(input.settings.map_value(|json| json.0)),
+            current_password: input.current_password,
         };
-        let row = profile::update(&ctx.state().sessions, caller.user_id, changes, ctx.client()).await?;
+        let row = {
+            let state = ctx.state();
+            let checks = profile::Checks {
+                limiter: &state.limiter,
+                passwords: &state.passwords,
+                mailer: &state.mailer,
+            };
+            profile::update(&state.sessions, checks, caller.user_id, changes, ctx.client())
+        }
+        .await?;
         Ok(User::new(row, Some(caller.roles.clone())))
     }
 

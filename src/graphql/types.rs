@@ -32,6 +32,15 @@ impl User {
     }
 }
 
+impl User {
+    /// Whether the reader may know all of this user's site roles: the user themself and admins.
+    fn read_by_self_or_admin(&self, ctx: &Context<'_>) -> bool {
+        let identity = ctx.identity();
+        let caller = identity.caller();
+        self.signing_in || caller.is_some_and(|c| c.user_id == self.row.id || c.has_role(role::ADMIN))
+    }
+}
+
 /// An account: its profile, global roles and site memberships.
 #[Object]
 impl User {
@@ -45,12 +54,27 @@ impl User {
         &self.row.username
     }
 
-    /// Global roles (`user`, `admin`, granted roles), read live.
+    /// Roles, read live: global ones (`user`, `admin`, granted roles) and site roles
+    /// (`<siteId>:<role>`). The user themself and admins see every site role; others see only
+    /// those on sites they hold a role on too.
     async fn roles(&self, ctx: &Context<'_>) -> Result<Vec<String>> {
-        match &self.roles {
-            Some(roles) => Ok(roles.clone()),
-            None => Ok(sessions::roles_of(&ctx.state().db, self.row.id).await?),
+        let roles = match &self.roles {
+            Some(roles) => roles.clone(),
+            None => sessions::roles_of(&ctx.state().db, self.row.id).await?,
+        };
+        if self.read_by_self_or_admin(ctx) {
+            return Ok(roles);
         }
+        let identity = ctx.identity();
+        let caller = identity.caller();
+        Ok(roles
+            .into_iter()
+            .filter(|r| {
+                // Global role names hold no `:`; every other role is a site role.
+                !r.contains(':')
+                    || site::site_of_role(r).is_some_and(|site_id| caller.is_some_and(|c| site::can_see(c, site_id)))
+            })
+            .collect())
     }
 
     /// When the account was created.
@@ -102,9 +126,9 @@ impl User {
             .memberships_by_user()
             .load_one(self.row.id)
             .await?;
+        let sees_all = self.read_by_self_or_admin(ctx);
         let identity = ctx.identity();
         let caller = identity.caller();
-        let sees_all = self.signing_in || caller.is_some_and(|c| c.user_id == self.row.id || c.has_role(role::ADMIN));
         Ok(memberships
             .unwrap_or_default()
             .into_iter()

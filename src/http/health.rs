@@ -6,15 +6,16 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::http::HttpState;
+use crate::state::AppState;
 
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Prometheus text exposition; 404 when this process has no recorder.
-pub async fn metrics(State(http): State<HttpState>) -> axum::response::Response {
+pub async fn metrics(State(app): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match &http.app.metrics {
+    match &app.metrics {
         Some(handle) => (
             [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
             handle.render(),

@@ -49,8 +49,13 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/webhook", get(webhook::get).post(webhook::post))
         .route("/.well-known/jwks.json", get(jwks::get))
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
+        .route("/readyz", get(health::readyz));
+    // API.md §1 METRICS_BIND: with an address of its own, /metrics is served there only.
+    let router = match state.config.metrics_address() {
+        Some(_) => router,
+        None => router.route("/metrics", get(health::metrics)),
+    };
+    let router = router
         .with_state(HttpState {
             app: state,
             schema,
@@ -90,6 +95,17 @@ pub fn router(state: AppState) -> Router {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     ))
+}
+
+/// The separate metrics listener's router (METRICS_BIND): `/metrics` and nothing else.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(health::metrics)).with_state(state)
+}
+
+impl axum::extract::FromRef<HttpState> for AppState {
+    fn from_ref(http: &HttpState) -> AppState {
+        http.app.clone()
+    }
 }
 
 /// Credentialed CORS for the configured origins only: never a wildcard with cookies.

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::domain::gateway;
-use crate::http::identity;
+use crate::http::identity::{self, TokenSource};
 use crate::http::HttpState;
 use crate::state::AppState;
 
@@ -121,6 +121,12 @@ async fn check(state: &AppState, options: &Options, headers: &HeaderMap) -> Resp
 }
 
 async fn decide(state: &AppState, options: &Options, headers: &HeaderMap) -> Response {
+    if cookie_from_another_site(state, headers) {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "a session cookie sent from another site is not accepted",
+        );
+    }
     let identity = match identity::resolve(state, headers).await {
         Ok(identity) => identity,
         Err(rejection) if rejection.error.is_internal() => {
@@ -152,6 +158,24 @@ async fn decide(state: &AppState, options: &Options, headers: &HeaderMap) -> Res
             refuse(status, &refusal.to_string())
         }
     }
+}
+
+/// Whether the credential is the session cookie and the browser says the request came from
+/// another site: `Sec-Fetch-Site: cross-site`, or an `Origin` not listed in CORS_ORIGINS. The
+/// browser attaches the cookie to requests any page makes, so a gateway must not let one
+/// through on the cookie alone; a bearer token is only ever sent on purpose.
+fn cookie_from_another_site(state: &AppState, headers: &HeaderMap) -> bool {
+    let Some((_, TokenSource::Cookie)) = identity::credential(headers, &state.config.cookie_name) else {
+        return false;
+    };
+    let cross_site = headers
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
+    let foreign_origin = headers.get(header::ORIGIN).is_some_and(|origin| {
+        let origin = origin.to_str().unwrap_or_default();
+        !state.config.cors_origins().any(|allowed| allowed == origin)
+    });
+    cross_site || foreign_origin
 }
 
 /// 200 with the session variables, in the body (Hasura) and as headers (nginx, Traefik).

@@ -338,3 +338,38 @@ async fn close_user_sessions_ends_every_session_of_that_user() {
         .await
         .assert_code("NOT_FOUND");
 }
+
+#[tokio::test]
+async fn deleting_a_sites_last_admin_is_refused() {
+    let (server, admin) = TestServer::start_with_admin(Config::for_test()).await;
+    let (founder, founder_id, _) = server.signup("founder").await;
+    let (_, deputy_id, _) = server.signup("deputy").await;
+    let create = "mutation { createSite(input: {name: \"kept\"}) { id } }";
+    let site_id = str_at(
+        &server.gql(Some(&founder), create, json!({})).await.data("createSite"),
+        "/id",
+    );
+    let delete = "mutation($ids: [UUID!]!) { deleteUsers(ids: $ids) }";
+
+    let refused = server.gql(Some(&admin), delete, json!({ "ids": [founder_id] })).await;
+    refused.assert_code("BAD_USER_INPUT");
+    assert_eq!(refused.body["errors"][0]["extensions"]["field"], "ids");
+    assert!(server
+        .gql(Some(&founder), "{ me { id } }", json!({}))
+        .await
+        .data("me")
+        .is_object());
+
+    // With a second admin on the site, deleting both at once is refused too; one alone works.
+    let set_role = "mutation($s: UUID!, $u: UUID!) { setSiteRole(siteId: $s, userId: $u, role: ADMIN) }";
+    server
+        .gql(Some(&founder), set_role, json!({ "s": site_id, "u": deputy_id }))
+        .await
+        .data("setSiteRole");
+    server
+        .gql(Some(&admin), delete, json!({ "ids": [founder_id, deputy_id] }))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    let deleted = server.gql(Some(&admin), delete, json!({ "ids": [founder_id] })).await;
+    assert_eq!(deleted.data("deleteUsers"), json!([founder_id]));
+}

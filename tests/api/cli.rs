@@ -68,3 +68,43 @@ fn migrate_applies_migrations_and_exits() {
     assert!(status.success());
     assert!(dir.path().join("m.db").exists());
 }
+
+/// Starts `gatehouse serve` with `env` and returns what it logged up to "listening".
+fn startup_log(env: &[(&str, &str)]) -> String {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}/s.db?mode=rwc", dir.path().display());
+    let mut child = gatehouse()
+        .env("DATABASE_URL", &db)
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = String::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        log.push_str(&line);
+        log.push('\n');
+        if line.contains("listening") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(log.contains("listening"), "{log}");
+    log
+}
+
+#[test]
+fn the_log_mailer_off_loopback_is_warned_about() {
+    let warning = "reset links are written to the log";
+    let exposed = startup_log(&[("BIND", "0.0.0.0:0")]);
+    assert!(exposed.contains("WARN") && exposed.contains(warning), "{exposed}");
+    for quiet in [
+        startup_log(&[("BIND", "127.0.0.1:0")]),
+        startup_log(&[("BIND", "0.0.0.0:0"), ("SMTP_URL", "smtp://127.0.0.1:2525")]),
+    ] {
+        assert!(!quiet.contains(warning), "{quiet}");
+    }
+}

@@ -272,3 +272,35 @@ async fn deeply_nested_documents_and_variables_are_refused_without_harm() {
         "Query"
     );
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn the_sqlite_database_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let file = folder.join("gatehouse.db");
+    let config = Config {
+        database_url: format!("sqlite://{}?mode=rwc", file.display()),
+        ..Config::for_test()
+    };
+    let server = TestServer::start_exactly(config).await;
+    // Something written, so the write-ahead log is in use.
+    server.signup("private").await;
+    let mode = |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&folder), 0o700, "the folder gatehouse created");
+    for suffix in ["", "-wal", "-shm"] {
+        let path = std::path::PathBuf::from(format!("{}{suffix}", file.display()));
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    server.stop().await;
+
+    // A database made before, readable by all, is narrowed at the next start.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = Config {
+        database_url: format!("sqlite://{}?mode=rwc", file.display()),
+        ..Config::for_test()
+    };
+    let _restarted = TestServer::start_exactly(config).await;
+    assert_eq!(mode(&file), 0o600);
+}

@@ -134,3 +134,47 @@ async fn admin_bootstrap_creates_then_updates_the_admin() {
         .await;
     assert_eq!(new.data("login")["user"]["roles"], json!(["admin", "user"]));
 }
+
+async fn login(server: &TestServer, username: String) -> crate::common::Reply {
+    server.gql(None, LOGIN, json!({ "u": username, "p": PASSWORD })).await
+}
+
+/// The argon2 cost of `username`'s stored hash: memory, iterations, lanes.
+async fn stored_cost(server: &TestServer, username: &str) -> (u32, u32, u32) {
+    let user = gatehouse::domain::account::find_by_username(&server.state.db, username)
+        .await
+        .unwrap()
+        .expect("the user");
+    let hash = argon2::password_hash::PasswordHash::new(&user.password_hash).unwrap();
+    let params = argon2::Params::try_from(&hash).unwrap();
+    (params.m_cost(), params.t_cost(), params.p_cost())
+}
+
+#[tokio::test]
+async fn a_login_rehashes_at_a_changed_cost_and_unknown_names_cost_what_most_accounts_cost() {
+    let first = TestServer::start(Config::for_test()).await;
+    let (_, _, alice) = first.signup("alice").await;
+    let (_, _, bob) = first.signup("bob").await;
+    assert_eq!(stored_cost(&first, &alice).await, (64, 1, 1));
+
+    // Restarted with a higher cost: most stored hashes are still at the old one, and so is
+    // the dummy hash an unknown name is checked against.
+    let raised = Config {
+        argon2_memory_kib: 128,
+        argon2_iterations: 2,
+        ..Config::for_test()
+    };
+    let second = first.start_sharing(raised.clone()).await;
+    assert_eq!(second.state.passwords.dummy_cost(), Some((64, 1, 1)));
+    login(&second, alice.clone()).await.data("login");
+    assert_eq!(stored_cost(&second, &alice).await, (128, 2, 1));
+    login(&second, bob.clone()).await.data("login");
+    assert_eq!(stored_cost(&second, &bob).await, (128, 2, 1));
+    // The password is the same, and keeps working.
+    login(&second, alice.clone()).await.data("login");
+    login(&second, unique("ghost")).await.assert_code("UNAUTHENTICATED");
+
+    // Once most hashes are at the new cost, a restart's dummy hash follows.
+    let third = first.start_sharing(raised).await;
+    assert_eq!(third.state.passwords.dummy_cost(), Some((128, 2, 1)));
+}

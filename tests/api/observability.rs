@@ -81,3 +81,40 @@ async fn every_response_carries_a_request_id() {
         .unwrap();
     assert_eq!(forwarded.headers()["x-request-id"], "edge-42");
 }
+
+#[tokio::test]
+async fn metrics_bind_moves_metrics_off_the_public_listener() {
+    let handle = recorder();
+    // A free port for the metrics listener.
+    let metrics_addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let config = Config {
+        metrics_bind: metrics_addr.to_string(),
+        ..Config::for_test()
+    };
+    let server = TestServer::start_preparing(config, move |state| state.metrics = Some(handle)).await;
+    server.signup("metered").await;
+    let public = server.http.get(server.url("/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404);
+    let private = server
+        .http
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(private.status(), 200);
+    assert!(private
+        .text()
+        .await
+        .unwrap()
+        .contains("gatehouse_graphql_requests_total"));
+    let other = server
+        .http
+        .get(format!("http://{metrics_addr}/graphql"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 404, "only /metrics is served there");
+}

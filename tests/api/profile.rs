@@ -105,7 +105,7 @@ async fn update_profile_sets_keeps_and_clears_fields() {
     let (token, _, _) = server.signup("profiled").await;
     let email = format!("{}@example.com", unique("p"));
     let all = json!({ "name": "Zoë", "email": email, "timeZone": "Europe/Paris", "language": "pt-BR",
-        "theme": "dark", "settings": { "sidebar": false, "pinned": [1, 2] } });
+        "theme": "dark", "settings": { "sidebar": false, "pinned": [1, 2] }, "currentPassword": PASSWORD });
     let updated = server
         .gql(Some(&token), UPDATE, json!({ "input": all }))
         .await
@@ -158,7 +158,11 @@ async fn update_profile_validates_each_field() {
             "settings",
             "BAD_USER_INPUT",
         ),
-        (json!({ "email": taken.to_uppercase() }), "email", "CONFLICT"),
+        (
+            json!({ "email": taken.to_uppercase(), "currentPassword": PASSWORD }),
+            "email",
+            "CONFLICT",
+        ),
     ];
     for (input, expected_field, code) in cases {
         let reply = server.gql(Some(&token), UPDATE, json!({ "input": input })).await;
@@ -177,4 +181,77 @@ async fn update_profile_validates_each_field() {
         .gql(None, UPDATE, json!({ "input": { "name": "x" } }))
         .await
         .assert_code("UNAUTHENTICATED");
+}
+
+#[tokio::test]
+async fn a_new_email_needs_the_current_password_and_is_told_to_the_old_address() {
+    let server = TestServer::start_with_outbox(Config {
+        rate_limit_login_user: 2,
+        ..Config::for_test()
+    })
+    .await;
+    let username = unique("mover");
+    let old_email = format!("{username}@example.com");
+    let signup = "mutation($u: String!, $e: String) { signup(input: {username: $u, password: \"correct horse battery staple\", email: $e}) { token } }";
+    let token = str_at(
+        &server
+            .gql(None, signup, json!({ "u": username, "e": old_email }))
+            .await
+            .data("signup"),
+        "/token",
+    );
+    let new_email = format!("{}@example.com", unique("moved"));
+
+    // Missing and wrong are both refused on currentPassword, and both count as failed logins.
+    for input in [
+        json!({ "email": new_email }),
+        json!({ "email": null, "currentPassword": "not the password" }),
+    ] {
+        let reply = server.gql(Some(&token), UPDATE, json!({ "input": input })).await;
+        reply.assert_code("BAD_USER_INPUT");
+        assert_eq!(field(&reply), "currentPassword");
+    }
+    let limited = server
+        .gql(
+            Some(&token),
+            UPDATE,
+            json!({ "input": { "email": new_email, "currentPassword": PASSWORD } }),
+        )
+        .await;
+    limited.assert_code("RATE_LIMITED");
+    server
+        .gql(None, LOGIN, json!({ "u": username, "p": PASSWORD }))
+        .await
+        .assert_code("RATE_LIMITED");
+    assert!(server.state.mailer.sent().is_empty());
+
+    // Other fields, and the address already held, need no password.
+    let same = json!({ "input": { "email": old_email, "name": "Mover" } });
+    assert_eq!(
+        server.gql(Some(&token), UPDATE, same).await.data("updateProfile")["email"],
+        old_email.as_str()
+    );
+
+    server.state.clock.advance(901);
+    let moved = server
+        .gql(
+            Some(&token),
+            UPDATE,
+            json!({ "input": { "email": new_email, "currentPassword": PASSWORD } }),
+        )
+        .await
+        .data("updateProfile");
+    assert_eq!(moved["email"], new_email.as_str());
+    let sent = server.state.mailer.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert_eq!(sent[0].to, old_email);
+    assert!(sent[0].subject.contains("e-mail address was changed"), "{sent:?}");
+    assert!(!sent[0].body.contains(&new_email), "the new address is not revealed");
+
+    // An account without an address gets its first one with the password, and no mail.
+    let (bare, _, _) = server.signup("bare").await;
+    let first =
+        json!({ "input": { "email": format!("{}@example.com", unique("first")), "currentPassword": PASSWORD } });
+    server.gql(Some(&bare), UPDATE, first).await.data("updateProfile");
+    assert_eq!(server.state.mailer.sent().len(), 1);
 }

@@ -239,3 +239,142 @@ async fn wrong_current_passwords_count_as_failed_logins() {
     retry_after(&server.gql(Some(&token), change, json!({ "c": PASSWORD })).await);
     retry_after(&login(&server, &username, PASSWORD).await);
 }
+
+#[tokio::test]
+async fn email_conflicts_count_against_the_address() {
+    let server = TestServer::start(Config {
+        rate_limit_signup_ip: 3,
+        ..Config::for_test()
+    })
+    .await;
+    let signup = "mutation($u: String!, $e: String) { signup(input: {username: $u, password: \"correct horse battery staple\", email: $e}) { token } }";
+    let taken: Vec<String> = (0..2)
+        .map(|i| format!("{}@example.com", unique(&format!("taken{i}"))))
+        .collect();
+    for email in &taken {
+        server
+            .gql(None, signup, json!({ "u": unique("owner"), "e": email }))
+            .await
+            .data("signup");
+    }
+    let (token, _, _) = server.signup("prober").await;
+    // The signups leave the window; the address starts afresh.
+    server.state.clock.advance(901);
+
+    // One document, many aliases: the first conflicts are told, then the address is refused,
+    // even for an address that is free.
+    let free = format!("{}@example.com", unique("free"));
+    let probes = [&taken[0], &taken[1], &taken[0], &taken[1], &taken[0], &free];
+    let aliases = probes
+        .iter()
+        .enumerate()
+        .map(|(i, email)| {
+            format!("p{i}: updateProfile(input: {{email: \"{email}\", currentPassword: \"{PASSWORD}\"}}) {{ email }}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let reply = server
+        .gql(Some(&token), &format!("mutation {{ {aliases} }}"), json!({}))
+        .await;
+    let codes: Vec<&str> = reply.body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["extensions"]["code"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            "CONFLICT",
+            "CONFLICT",
+            "CONFLICT",
+            "RATE_LIMITED",
+            "RATE_LIMITED",
+            "RATE_LIMITED"
+        ],
+        "{}",
+        reply.body
+    );
+    // A successful change does not count.
+    server.state.clock.advance(901);
+    let update = "mutation($e: String!) { updateProfile(input: {email: $e, currentPassword: \"correct horse battery staple\"}) { email } }";
+    for i in 0..4 {
+        let email = format!("{}@example.com", unique(&format!("mine{i}")));
+        server
+            .gql(Some(&token), update, json!({ "e": email }))
+            .await
+            .data("updateProfile");
+    }
+}
+
+const LOGIN_IP: &str =
+    "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { session { ip } } }";
+
+/// The client address a login through the trusted proxy records on its session.
+async fn recorded_address(server: &TestServer, forwarded: &str, username: &str) -> String {
+    let request = server
+        .http
+        .post(server.url("/graphql"))
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({ "query": LOGIN_IP, "variables": { "u": username, "p": PASSWORD } }));
+    let reply = Reply::from(request.send().await.unwrap()).await;
+    crate::common::str_at(&reply.data("login"), "/session/ip")
+}
+
+#[tokio::test]
+async fn a_forwarded_entry_that_is_not_an_address_ends_the_walk() {
+    let server = TestServer::start(Config {
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::for_test()
+    })
+    .await;
+    let (_, _, username) = server.signup("walker").await;
+    assert_eq!(
+        recorded_address(&server, "198.51.100.7, 127.0.0.1", &username).await,
+        "198.51.100.7"
+    );
+    // What lies left of an entry that is not an address was not vouched for by a proxy.
+    for forwarded in [
+        "198.51.100.7, not-an-address",
+        "198.51.100.7, unknown, 127.0.0.1",
+        "198.51.100.7,",
+    ] {
+        assert_eq!(
+            recorded_address(&server, forwarded, &username).await,
+            "127.0.0.1",
+            "{forwarded}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn ipv6_clients_are_limited_per_64() {
+    let server = TestServer::start(Config {
+        rate_limit_login_ip: 2,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::for_test()
+    })
+    .await;
+    let (_, _, username) = server.signup("v6").await;
+    for client in ["2001:db8:0:1::1", "2001:db8:0:1:ffff::2"] {
+        login_from(&server, client, &unique("spray"), "Password123!")
+            .await
+            .assert_code("UNAUTHENTICATED");
+    }
+    // Another address in the same /64 is the same client.
+    retry_after(&login_from(&server, "2001:db8:0:1:abcd::3", &username, PASSWORD).await);
+    // The next /64 is another one; IPv4 stays per address.
+    assert!(login_from(&server, "2001:db8:0:2::1", &username, PASSWORD)
+        .await
+        .data("login")["token"]
+        .is_string());
+    for client in ["198.51.100.1", "198.51.100.1"] {
+        login_from(&server, client, &unique("spray"), "Password123!")
+            .await
+            .assert_code("UNAUTHENTICATED");
+    }
+    assert!(login_from(&server, "198.51.100.2", &username, PASSWORD)
+        .await
+        .data("login")["token"]
+        .is_string());
+}

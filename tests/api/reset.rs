@@ -199,3 +199,109 @@ async fn a_weak_new_password_keeps_the_token_usable() {
         .await
         .data("resetPassword");
 }
+
+#[tokio::test]
+async fn pending_reset_links_die_when_the_password_or_the_email_changes() {
+    let server = TestServer::start_with_outbox(Config::for_test()).await;
+    let (token, username, _) = user_with_email(&server).await;
+
+    // changePassword.
+    let link = mailed_reset_token(&server, &username).await;
+    let change = "mutation($c: String!, $n: String!) { changePassword(input: {currentPassword: $c, newPassword: $n}) { token } }";
+    let changed = server
+        .gql(Some(&token), change, json!({ "c": PASSWORD, "n": NEW_PASSWORD }))
+        .await
+        .data("changePassword");
+    let token = str_at(&changed, "/token");
+    let refused = server
+        .gql(None, RESET, json!({ "t": link, "p": "yet another passphrase" }))
+        .await;
+    refused.assert_code("BAD_USER_INPUT");
+    assert_eq!(refused.body["errors"][0]["extensions"]["field"], "token");
+
+    // updateProfile with a new e-mail address.
+    let link = mailed_reset_token(&server, &username).await;
+    let update =
+        "mutation($e: String, $c: String) { updateProfile(input: {email: $e, currentPassword: $c}) { email } }";
+    let new_email = format!("{}@example.com", unique("new"));
+    server
+        .gql(Some(&token), update, json!({ "e": new_email, "c": NEW_PASSWORD }))
+        .await
+        .data("updateProfile");
+    server
+        .gql(None, RESET, json!({ "t": link, "p": "yet another passphrase" }))
+        .await
+        .assert_code("BAD_USER_INPUT");
+
+    // A link asked for after the change works.
+    let link = mailed_reset_token(&server, &username).await;
+    server
+        .gql(None, RESET, json!({ "t": link, "p": "yet another passphrase" }))
+        .await
+        .data("resetPassword");
+}
+
+#[tokio::test]
+async fn the_configured_admin_password_voids_pending_reset_links() {
+    let name = unique("admin");
+    let config = Config {
+        admin_username: Some(name.clone()),
+        admin_password: Some(crate::common::ADMIN_PASSWORD.into()),
+        ..Config::for_test()
+    };
+    let first = TestServer::start_with_outbox(config.clone()).await;
+    let link = mailed_reset_token(&first, &name).await;
+    // A restart with another ADMIN_PASSWORD sets it, and the link mailed before dies.
+    let restarted = first
+        .start_sharing(Config {
+            admin_password: Some("a new admin passphrase".into()),
+            ..config
+        })
+        .await;
+    restarted
+        .gql(None, RESET, json!({ "t": link, "p": NEW_PASSWORD }))
+        .await
+        .assert_code("BAD_USER_INPUT");
+}
+
+#[tokio::test]
+async fn reset_requests_are_capped_per_account_from_any_address() {
+    let server = TestServer::start_with_outbox(Config {
+        rate_limit_reset_user: 3,
+        trusted_proxies: vec!["127.0.0.1/32".parse().unwrap()],
+        ..Config::for_test()
+    })
+    .await;
+    let (_, username, _) = user_with_email(&server).await;
+    let (_, other, _) = user_with_email(&server).await;
+    let request_from = |client: String, username: String| {
+        let request = server
+            .http
+            .post(server.url("/graphql"))
+            .header("x-forwarded-for", client)
+            .json(&json!({ "query": REQUEST, "variables": { "u": username } }));
+        async move { crate::common::Reply::from(request.send().await.unwrap()).await }
+    };
+    // One at a time, each from an address of its own: the address limit never applies.
+    for i in 0..3 {
+        let reply = request_from(format!("198.51.100.{i}"), username.clone()).await;
+        assert_eq!(reply.data("requestPasswordReset"), true);
+        wait_for_mails(&server, i + 1).await;
+    }
+    for i in 3..5 {
+        let reply = request_from(format!("198.51.100.{i}"), username.clone()).await;
+        assert_eq!(reply.data("requestPasswordReset"), true, "still true, and no mail");
+    }
+    // Another account is not affected.
+    let reply = request_from("198.51.100.9".into(), other).await;
+    assert_eq!(reply.data("requestPasswordReset"), true);
+    let sent = wait_for_mails(&server, 4).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(server.state.mailer.sent().len(), 4, "{sent:?}");
+    // The last mail to the capped account still works: over the cap, nothing was voided.
+    let last = server.state.mailer.sent()[2].clone();
+    server
+        .gql(None, RESET, json!({ "t": token_in(&last), "p": NEW_PASSWORD }))
+        .await
+        .data("resetPassword");
+}

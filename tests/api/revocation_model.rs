@@ -100,6 +100,7 @@ fn config() -> Config {
         rate_limit_login_ip: 100_000,
         rate_limit_signup_ip: 100_000,
         rate_limit_reset_ip: 100_000,
+        rate_limit_reset_user: 100_000,
         ..Config::for_test()
     }
 }

@@ -502,3 +502,51 @@ async fn a_page_of_sites_with_members_costs_the_same_statements_whatever_its_siz
     let large = statements_for_a_page_of(50).await;
     assert_eq!(small, large, "5 sites: {small} statements, 50 sites: {large}");
 }
+
+#[tokio::test]
+async fn another_users_roles_show_only_the_sites_shared_with_the_caller() {
+    let server = TestServer::start(Config::for_test()).await;
+    let (alice, alice_id, _) = server.signup("alice").await;
+    let (bob, _, _) = server.signup("bob").await;
+    let (shared, _) = create_site(&server, &bob, "shared").await;
+    let (private, _) = create_site(&server, &alice, "private").await;
+    server
+        .gql(
+            Some(&bob),
+            SET_ROLE,
+            json!({ "s": shared, "u": alice_id, "r": "MANAGER" }),
+        )
+        .await
+        .data("setSiteRole");
+
+    // Bob, admin of the shared site, reads its members: Alice's role on her private site is
+    // not his to know.
+    let members = "query($id: UUID!) { site(id: $id) { members { user { id roles } } } }";
+    let site = server
+        .gql(Some(&bob), members, json!({ "id": shared }))
+        .await
+        .data("site");
+    let alice_seen = site["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["user"]["id"] == alice_id.as_str())
+        .expect("alice is a member")["user"]["roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_owned())
+        .collect::<std::collections::BTreeSet<_>>();
+    assert_eq!(alice_seen, ["user".to_owned(), format!("{shared}:manager")].into());
+
+    // Alice herself sees every role.
+    let mut own = roles(&server, &alice).await;
+    own.sort();
+    let mut expected = vec![
+        "user".to_owned(),
+        format!("{shared}:manager"),
+        format!("{private}:admin"),
+    ];
+    expected.sort();
+    assert_eq!(own, expected);
+}

@@ -381,3 +381,37 @@ async fn hasura_documented_requests_are_answered() {
         .unwrap();
     assert_granted(&Reply::from(reply).await, Some(&user_id), "user", Mode::Get);
 }
+
+#[tokio::test]
+async fn a_cookie_from_another_site_is_refused_and_bearer_tokens_are_not() {
+    let server = TestServer::start(Config {
+        cors_origins: vec!["https://app.example.com".into()],
+        ..Config::for_test()
+    })
+    .await;
+    let (token, user_id, _) = server.signup("crossed").await;
+    let cookie = format!("gatehouse_session={token}");
+    for mode in MODES {
+        for (name, value) in [
+            ("Sec-Fetch-Site", "cross-site"),
+            ("Origin", "https://evil.example"),
+            ("Origin", "null"),
+        ] {
+            let reply = ask(&server, mode, "", &[("Cookie", &cookie), (name, value)]).await;
+            assert_refused(&reply, 401, mode);
+            // The same request with the bearer token is the caller's own doing.
+            let reply = ask(&server, mode, "", &[("Authorization", &bearer(&token)), (name, value)]).await;
+            assert_granted(&reply, Some(&user_id), "user", mode);
+        }
+        for allowed in [
+            vec![("Sec-Fetch-Site", "same-site"), ("Origin", "https://app.example.com")],
+            vec![("Sec-Fetch-Site", "same-origin")],
+            vec![],
+        ] {
+            let mut headers = vec![("Cookie", cookie.as_str())];
+            headers.extend(allowed);
+            let reply = ask(&server, mode, "", &headers).await;
+            assert_granted(&reply, Some(&user_id), "user", mode);
+        }
+    }
+}
