@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
+use async_graphql::ServerError;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -239,21 +240,22 @@ async fn execute(
             }
         },
     };
-    let text = register.as_ref().map(|_| request.query.clone());
+    // Parsed here, once: the limits read it, then execution takes it over. The text stays for
+    // the persisted-query cache and for the null pass, which only errors need.
+    let text = std::mem::take(&mut request.query);
     let operation_name = request.operation_name.clone();
-    let variables = request.variables.clone();
-    let document = match request.parsed_query() {
+    let document = match async_graphql::parser::parse_query(&text) {
         Ok(document) => document,
         Err(error) => {
-            let body = error_body(&error.message, "GRAPHQL_PARSE_FAILED");
+            let body = error_body(&ServerError::from(error).message, "GRAPHQL_PARSE_FAILED");
             return reply(format, format.request_error_status(), body);
         }
     };
-    let root_field = first_root_field(document, operation_name.as_deref());
+    let root_field = first_root_field(&document, operation_name.as_deref());
     match limits::check(
-        document,
+        &document,
         operation_name.as_deref(),
-        &variables,
+        &request.variables,
         &limits,
         &http.field_types,
     ) {
@@ -273,11 +275,10 @@ async fn execute(
         Ok(_) => {}
     }
     // Only a document that passed every limit is remembered.
-    if let (Some(hash), Some(text)) = (register, text) {
+    if let Some(hash) = register {
         http.persisted.remember(hash, &text);
     }
-    // Kept for the null pass, which reads the document after execution has consumed it.
-    let document = document.clone();
+    request.set_parsed_query(document);
 
     let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
     let request = loaders::attach(
@@ -290,7 +291,12 @@ async fn execute(
     let started = Instant::now();
     let mut response = http.schema.execute(request).await;
     let outcome = finish_errors(&mut response);
-    partial::null_failed_fields(&mut response, &document, operation_name.as_deref(), &http.field_types);
+    if !response.errors.is_empty() {
+        // The text parsed before, so it parses again.
+        if let Ok(document) = async_graphql::parser::parse_query(&text) {
+            partial::null_failed_fields(&mut response, &document, operation_name.as_deref(), &http.field_types);
+        }
+    }
     // Only a validated document's root field is a schema name: anything else is `invalid`,
     // so clients cannot grow the label set.
     let operation = match outcome {
