@@ -34,7 +34,7 @@ pub struct HttpState {
     /// The schema's field types, for the document limits and the null pass.
     pub field_types: Arc<FieldTypes>,
     /// Documents known by hash (Apollo's automatic persisted queries).
-    pub persisted: persisted::PersistedQueries,
+    pub persisted: Arc<persisted::PersistedQueries>,
 }
 
 pub fn router(state: AppState) -> Router {
