@@ -128,6 +128,29 @@ impl Loaders {
         self.memberships_by_user
             .get_or_init(|| fresh(MembershipsByUser(self.db.clone())))
     }
+
+    /// Loads the members of `site_ids` with their users in one joined query, and hands both to
+    /// the loaders, so the per-site and per-member resolvers find them cached.
+    pub async fn preload_members_with_users(&self, site_ids: &[Uuid]) -> Result<(), AppError> {
+        let rows = site_member::Entity::find()
+            .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
+            .find_also_related(user::Entity)
+            .order_by_asc(site_member::Column::JoinedAt)
+            .order_by_asc(site_member::Column::UserId)
+            .all(&self.db)
+            .await?;
+        let mut members: HashMap<Uuid, Vec<site_member::Model>> = site_ids.iter().map(|id| (*id, Vec::new())).collect();
+        let mut users = HashMap::new();
+        for (member, user) in rows {
+            if let Some(user) = user {
+                users.insert(user.id, user);
+            }
+            members.entry(member.site_id).or_default().push(member);
+        }
+        self.memberships_by_site().feed_many(members).await;
+        self.users().feed_many(users).await;
+        Ok(())
+    }
 }
 
 /// Gives a request its loaders: fresh ones, so nothing cached outlives it.

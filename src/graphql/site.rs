@@ -194,14 +194,11 @@ impl SiteQuery {
         let members = ctx.look_ahead().field("edges").field("node").field("members");
         if members.exists() {
             let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
-            let loaded = ctx
-                .data_unchecked::<Loaders>()
-                .memberships_by_site()
-                .load_many(site_ids)
-                .await?;
+            let loaders = ctx.data_unchecked::<Loaders>();
             if members.field("user").exists() {
-                let user_ids: Vec<Uuid> = loaded.values().flatten().map(|m| m.user_id).collect();
-                ctx.data_unchecked::<Loaders>().users().load_many(user_ids).await?;
+                loaders.preload_members_with_users(&site_ids).await?;
+            } else {
+                loaders.memberships_by_site().load_many(site_ids).await?;
             }
         }
         Ok(SiteConnection::from_page(page, Site::new))
