@@ -121,11 +121,8 @@ impl AccountMutation {
             email: input.email,
             name: input.name,
         };
-        let signed_in = {
-            let state = ctx.state();
-            account::signup(&state.sessions, &state.limiter, &state.passwords, new, ctx.client())
-        }
-        .await?;
+        let state = ctx.state();
+        let signed_in = account::signup(&state.sessions, &state.limiter, &state.passwords, new, ctx.client()).await?;
         Ok(start_session(ctx, signed_in))
     }
 
@@ -135,18 +132,16 @@ impl AccountMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "Username and password.")] input: LoginInput,
     ) -> Result<AuthPayload> {
-        let signed_in = {
-            let state = ctx.state();
-            let (username, password) = (&input.username, &input.password);
-            account::login(
-                &state.sessions,
-                &state.limiter,
-                &state.passwords,
-                username,
-                password,
-                ctx.client(),
-            )
-        }
+        let state = ctx.state();
+        let (username, password) = (&input.username, &input.password);
+        let signed_in = account::login(
+            &state.sessions,
+            &state.limiter,
+            &state.passwords,
+            username,
+            password,
+            ctx.client(),
+        )
         .await?;
         Ok(start_session(ctx, signed_in))
     }
@@ -191,16 +186,13 @@ impl AccountMutation {
             settings: change(input.settings.map_value(|json| json.0)),
             current_password: input.current_password,
         };
-        let row = {
-            let state = ctx.state();
-            let checks = profile::Checks {
-                limiter: &state.limiter,
-                passwords: &state.passwords,
-                mailer: &state.mailer,
-            };
-            profile::update(&state.sessions, checks, caller.user_id, changes, ctx.client())
-        }
-        .await?;
+        let state = ctx.state();
+        let checks = profile::Checks {
+            limiter: &state.limiter,
+            passwords: &state.passwords,
+            mailer: &state.mailer,
+        };
+        let row = profile::update(&state.sessions, checks, caller.user_id, changes, ctx.client()).await?;
         Ok(User::new(row, Some(caller.roles.clone())))
     }
 
@@ -211,19 +203,16 @@ impl AccountMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The account's username or e-mail address.")] input: RequestPasswordResetInput,
     ) -> Result<bool> {
-        let client = ctx.client().clone();
-        {
-            let state = ctx.state();
-            let (username, email) = (input.username, input.email);
-            reset::request_in_background(
-                state.sessions.clone(),
-                &state.limiter,
-                state.reset_mail(),
-                username,
-                email,
-                client,
-            )
-        }
+        let (state, client) = (ctx.state(), ctx.client().clone());
+        let mail = state.reset_mail();
+        reset::request_in_background(
+            state.sessions.clone(),
+            &state.limiter,
+            mail,
+            input.username,
+            input.email,
+            client,
+        )
         .await?;
         Ok(true)
     }
@@ -235,18 +224,16 @@ impl AccountMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The reset token and the new password.")] input: ResetPasswordInput,
     ) -> Result<AuthPayload> {
-        let signed_in = {
-            let state = ctx.state();
-            let (token, new_password) = (&input.token, &input.new_password);
-            reset::reset(
-                &state.sessions,
-                &state.limiter,
-                &state.passwords,
-                token,
-                new_password,
-                ctx.client(),
-            )
-        }
+        let state = ctx.state();
+        let (token, new_password) = (&input.token, &input.new_password);
+        let signed_in = reset::reset(
+            &state.sessions,
+            &state.limiter,
+            &state.passwords,
+            token,
+            new_password,
+            ctx.client(),
+        )
         .await?;
         Ok(start_session(ctx, signed_in))
     }

@@ -28,6 +28,19 @@ async fn post(server: &TestServer, token: Option<&str>, query: Option<&str>, has
     Reply::from(request.send().await.unwrap()).await
 }
 
+/// GETs a hash-only persisted-query request, as Apollo's link does for queries.
+async fn get_by_hash(server: &TestServer, token: &str, hash: &str) -> reqwest::Response {
+    let extensions = serde_json::to_string(&extension(hash)).unwrap();
+    server
+        .http
+        .get(server.url("/graphql"))
+        .query(&[("extensions", extensions.as_str())])
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_unknown_hash_asks_for_the_text_then_the_hash_alone_runs_it() {
     let server = TestServer::start(Config::for_test()).await;
@@ -46,15 +59,7 @@ async fn an_unknown_hash_asks_for_the_text_then_the_hash_alone_runs_it() {
     assert_eq!(by_hash.data("me")["id"], user_id.as_str());
 
     // Apollo's link sends hash-only queries over GET too.
-    let extensions = serde_json::to_string(&extension(&hash)).unwrap();
-    let response = server
-        .http
-        .get(server.url("/graphql"))
-        .query(&[("extensions", extensions.as_str())])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
+    let response = get_by_hash(&server, &token, &hash).await;
     assert_eq!(Reply::from(response).await.data("me")["id"], user_id.as_str());
 }
 
@@ -141,14 +146,5 @@ async fn a_document_over_the_limits_is_never_remembered_and_limits_apply_by_hash
     post(&server, Some(&other), Some(logout), &hash, json!({}))
         .await
         .data("logout");
-    let extensions = serde_json::to_string(&extension(&hash)).unwrap();
-    let response = server
-        .http
-        .get(server.url("/graphql"))
-        .query(&[("extensions", extensions.as_str())])
-        .bearer_auth(&token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 405);
+    assert_eq!(get_by_hash(&server, &token, &hash).await.status(), 405);
 }
