@@ -244,8 +244,8 @@ async fn execute(
     // the persisted-query cache and for the null pass, which only errors need.
     let text = std::mem::take(&mut request.query);
     let operation_name = request.operation_name.clone();
-    let document = match async_graphql::parser::parse_query(&text) {
-        Ok(document) => document,
+    let (document, seen) = match http.documents.parse(&text) {
+        Ok(parsed) => parsed,
         Err(error) => {
             let body = error_body(&ServerError::from(error).message, "GRAPHQL_PARSE_FAILED");
             return reply(format, format.request_error_status(), body);
@@ -275,6 +275,9 @@ async fn execute(
         Ok(_) => {}
     }
     // Only a document that passed every limit is remembered.
+    if !seen {
+        http.documents.remember(&text, &document);
+    }
     if let Some(hash) = register {
         http.persisted.remember(hash, &text);
     }

@@ -1,6 +1,7 @@
 //! Thin handlers: GraphQL over HTTP and its GraphiQL page, the gateway webhook, the public keys,
 //! health checks; the router and its layers.
 
+pub mod documents;
 pub mod graphiql;
 pub mod graphql;
 pub mod health;
@@ -35,6 +36,8 @@ pub struct HttpState {
     pub field_types: Arc<FieldTypes>,
     /// Documents known by hash (Apollo's automatic persisted queries).
     pub persisted: Arc<persisted::PersistedQueries>,
+    /// Documents already parsed, by their text.
+    pub documents: Arc<documents::Documents>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -61,6 +64,7 @@ pub fn router(state: AppState) -> Router {
             schema,
             field_types,
             persisted: Default::default(),
+            documents: Default::default(),
         })
         // One line per request: method, path (never the query string, which may hold
         // variables), status and latency.

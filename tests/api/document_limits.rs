@@ -142,3 +142,25 @@ async fn fan_out_documents_are_refused_promptly_while_the_server_serves() {
     );
     assert_no_errors(&server.gql(None, &twenty, json!({})).await.body);
 }
+
+#[tokio::test]
+async fn a_document_seen_before_is_checked_and_guarded_again() {
+    let (server, admin) = TestServer::start_with_admin(Config::for_test()).await;
+    let (user, _, _) = server.signup("again").await;
+    // Parsed once, then served from the document cache: the guard still applies per caller.
+    let users = "{ users { totalCount } }";
+    for _ in 0..2 {
+        assert!(server.gql(Some(&admin), users, json!({})).await.data("users")["totalCount"].is_number());
+        let refused = server.gql(Some(&user), users, json!({})).await;
+        refused.assert_code("FORBIDDEN");
+        assert_eq!(refused.body["data"]["users"], Value::Null);
+    }
+    // The cost of a cached document is computed again with each request's variables.
+    let page = "query($n: Int) { sites(first: $n) { edges { node { id } } } }";
+    server.gql(Some(&user), page, json!({ "n": 1 })).await.data("sites");
+    let complexity = Config::for_test().graphql_max_complexity;
+    server
+        .gql(Some(&user), page, json!({ "n": complexity }))
+        .await
+        .assert_code("GRAPHQL_VALIDATION_FAILED");
+}
