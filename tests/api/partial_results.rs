@@ -37,6 +37,14 @@ async fn shared_site(server: &TestServer, owner: &str, member: &str) -> String {
     str_at(&site, "/id")
 }
 
+/// Signs up an owner and a member of one shared site; returns their tokens and the site's id.
+async fn owner_and_member(server: &TestServer) -> (String, String, String) {
+    let (owner, _, _) = server.signup("owner").await;
+    let (member, _, _) = server.signup("member").await;
+    let id = shared_site(server, &owner, &member).await;
+    (owner, member, id)
+}
+
 /// The value at `pointer`, asserting that the key is there: `null` must be present, not missing.
 fn present(body: &Value, pointer: &str) -> Value {
     let (parent, key) = pointer.rsplit_once('/').unwrap();
@@ -63,9 +71,7 @@ fn errors(reply: &Reply) -> Vec<(Value, String)> {
 #[tokio::test]
 async fn a_refused_field_is_null_and_the_rest_resolves() {
     let server = TestServer::start(Config::for_test()).await;
-    let (owner, _, _) = server.signup("owner").await;
-    let (member, _, _) = server.signup("member").await;
-    let id = shared_site(&server, &owner, &member).await;
+    let (_, member, id) = owner_and_member(&server).await;
 
     let reply = server
         .gql(
@@ -168,9 +174,7 @@ async fn another_members_email_is_null_in_a_list() {
 #[tokio::test]
 async fn a_refused_members_list_is_null_and_the_site_stays() {
     let server = TestServer::start(Config::for_test()).await;
-    let (owner, _, _) = server.signup("owner").await;
-    let (member, _, _) = server.signup("member").await;
-    let id = shared_site(&server, &owner, &member).await;
+    let (_, member, id) = owner_and_member(&server).await;
 
     // Guarded, so nullable (API.md §2): refused, `members` alone is null.
     let reply = server
@@ -201,9 +205,7 @@ async fn a_refused_members_list_is_null_and_the_site_stays() {
 #[tokio::test]
 async fn a_refused_non_null_field_nulls_its_nearest_nullable_parent() {
     let server = TestServer::start(Config::for_test()).await;
-    let (owner, _, _) = server.signup("owner").await;
-    let (member, _, _) = server.signup("member").await;
-    let id = shared_site(&server, &owner, &member).await;
+    let (_, member, id) = owner_and_member(&server).await;
 
     // `generateSiteCode: String!` is for site admins: refused, its null has nowhere nullable
     // to stop but `data` itself, although `leaveSite` after it ran.
