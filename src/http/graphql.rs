@@ -295,8 +295,8 @@ async fn execute(
     let mut response = http.schema.execute(request).await;
     let outcome = finish_errors(&mut response);
     if !response.errors.is_empty() {
-        // The text parsed before, so it parses again.
-        if let Ok(document) = async_graphql::parser::parse_query(&text) {
+        // Execution took the parsed document; a copy comes from the document cache.
+        if let Ok((document, _)) = http.documents.parse(&text) {
             partial::null_failed_fields(&mut response, &document, operation_name.as_deref(), &http.field_types);
         }
     }
