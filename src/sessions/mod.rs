@@ -355,15 +355,16 @@ impl SessionChange {
         Ok(deleted.rows_affected > 0)
     }
 
-    /// Closes every session of `user_id`; returns how many were live.
+    /// Closes every live session of `user_id`; returns how many. Expired ones are refused
+    /// already and left to the sweep.
     pub async fn close_all(&mut self, user_id: Uuid) -> Result<u64, AppError> {
         self.stale.add(user_id);
-        let live = live_of(user_id, self.store.inner.clock.now()).count(&self.txn).await?;
-        session::Entity::delete_many()
+        let deleted = session::Entity::delete_many()
             .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::ExpiresAt.gt(self.store.inner.clock.now()))
             .exec(&self.txn)
             .await?;
-        Ok(live)
+        Ok(deleted.rows_affected)
     }
 
     /// Adds global roles; roles already held stay as they are.
