@@ -69,7 +69,7 @@ async fn upkeep(state: AppState) {
                     tracing::warn!(error = %e, "could not delete old attempts");
                 }
                 loop {
-                    match state.sessions.delete_expired(EXPIRED_SWEEP_BATCH).await {
+                    match state.sessions.delete_expired(EXPIRED_SWEEP_BATCH, idle_margin()).await {
                         Ok(n) if n == EXPIRED_SWEEP_BATCH => continue,
                         Ok(_) => break,
                         Err(e) => {
@@ -84,6 +84,12 @@ async fn upkeep(state: AppState) {
             }
         }
     }
+}
+
+/// How long past the idle timeout a session waits before the sweep deletes it: two batches
+/// of last-seen times, so every instance's uses of it are in the database by then.
+fn idle_margin() -> chrono::Duration {
+    chrono::Duration::from_std(LAST_SEEN_FLUSH_EVERY * 2).unwrap_or_default()
 }
 
 /// Resolves on SIGINT or SIGTERM.

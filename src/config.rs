@@ -36,6 +36,18 @@ pub struct Config {
     #[arg(long, env = "SESSION_TTL", default_value_t = 3600)]
     pub session_ttl: u64,
 
+    /// Seconds without an authenticated request after which a session ends; 0 turns idle expiry off.
+    #[arg(long, env = "SESSION_IDLE_TIMEOUT", default_value_t = 0)]
+    pub session_idle_timeout: u64,
+
+    /// Seconds a token is valid; 0 means the session's lifetime. When set, every AuthPayload also carries a single-use refreshToken.
+    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value_t = 0)]
+    pub access_token_ttl: u64,
+
+    /// Seconds after a login or `reauthenticate` during which operations that need a fresh session are allowed.
+    #[arg(long, env = "REAUTH_WINDOW", default_value_t = 300)]
+    pub reauth_window: u64,
+
     /// Username of the admin account kept up to date at startup (with ADMIN_PASSWORD).
     #[arg(long, env = "ADMIN_USERNAME")]
     pub admin_username: Option<String>,
@@ -144,7 +156,7 @@ pub struct Config {
     #[arg(long, env = "METRICS_BIND", default_value = "")]
     pub metrics_bind: String,
 
-    /// Most credential operations (login, signup, changePassword, resetPassword) one GraphQL document may run.
+    /// Most credential operations (login, signup, changePassword, resetPassword, reauthenticate, refreshSession) one GraphQL document may run.
     #[arg(long, env = "GRAPHQL_MAX_CREDENTIAL_OPERATIONS", default_value_t = 1)]
     pub graphql_max_credential_operations: usize,
 }
@@ -259,6 +271,9 @@ impl Config {
             jwt_secret: Some("test-secret-test-secret-test-secret-0123".into()),
             jwt_private_key_file: None,
             session_ttl: 3600,
+            session_idle_timeout: 0,
+            access_token_ttl: 0,
+            reauth_window: 300,
             admin_username: None,
             admin_password: None,
             argon2_memory_kib: 64,

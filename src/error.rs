@@ -16,6 +16,9 @@ pub enum AppError {
     InvalidToken,
     #[error("forbidden")]
     Forbidden,
+    /// The operation needs a session that proved its password within `REAUTH_WINDOW`.
+    #[error("this operation needs a recent sign-in: call reauthenticate first")]
+    ReauthenticationRequired,
     #[error("{message}")]
     BadUserInput { field: &'static str, message: String },
     #[error("{field} is already taken")]
@@ -48,6 +51,7 @@ impl AppError {
         match self {
             AppError::Unauthenticated | AppError::InvalidCredentials | AppError::InvalidToken => "UNAUTHENTICATED",
             AppError::Forbidden => "FORBIDDEN",
+            AppError::ReauthenticationRequired => "REAUTHENTICATION_REQUIRED",
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::Conflict { .. } => "CONFLICT",
             AppError::NotFound => "NOT_FOUND",

@@ -2,6 +2,8 @@
 
 /// Routes, layers and serving.
 pub mod app;
+/// Audit events and how they are recorded.
+pub mod audit;
 /// Credentials: tokens, passwords, sessions, identity, guards, cookies.
 pub mod auth;
 /// Client address and user agent of a request.

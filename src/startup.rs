@@ -11,13 +11,14 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
 use crate::auth::jwk;
 use crate::auth::password::PasswordHasher;
+use crate::auth::refresh::ChainKey;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain;
 use crate::domain::rate_limit::{Limits, RateLimiter};
 use crate::mail::Mailer;
-use crate::sessions::SessionStore;
+use crate::sessions::{Policy, SessionStore};
 use crate::state::{AppState, Services};
 
 /// How many stored hashes are read at startup to find the cost most accounts are at.
@@ -49,7 +50,17 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
     )?;
     let tokens = Arc::new(tokens);
     let clock = Clock::default();
-    let sessions = SessionStore::new(db.clone(), clock.clone(), tokens.clone(), config.session_ttl);
+    let chain_key = domain::setting::refresh_chain_key(&db)
+        .await
+        .context("loading the refresh-token key")?;
+    let policy = Policy::from_seconds(config.session_ttl, config.session_idle_timeout, config.access_token_ttl);
+    let sessions = SessionStore::new(
+        db.clone(),
+        clock.clone(),
+        tokens.clone(),
+        ChainKey::from_secret(&chain_key),
+        policy,
+    );
     if let (Some(username), Some(password)) = (&config.admin_username, &config.admin_password) {
         domain::account::ensure_admin(&sessions, &passwords, username, password)
             .await

@@ -1,5 +1,6 @@
 //! A login session. The token is never stored: only the SHA-256 of the secret it carries,
-//! so a copy of this table cannot be turned back into working tokens.
+//! so a copy of this table cannot be turned back into working tokens; the same holds for
+//! refresh tokens.
 
 use sea_orm::entity::prelude::*;
 
@@ -15,6 +16,15 @@ pub struct Model {
     pub last_seen_at: Option<DateTimeUtc>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// When the session last proved a password or a factor; `None` for sessions opened
+    /// before this was recorded, which count from `created_at`.
+    pub authenticated_at: Option<DateTimeUtc>,
+    /// SHA-256 of the current refresh secret; `None` when tokens are not short-lived.
+    pub refresh_hash: Option<Vec<u8>>,
+    /// How many times the refresh token has been rotated.
+    pub refresh_generation: i64,
+    /// When the refresh token was last rotated.
+    pub refreshed_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

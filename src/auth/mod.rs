@@ -4,4 +4,5 @@
 pub mod cookie;
 pub mod jwk;
 pub mod password;
+pub mod refresh;
 pub mod token;

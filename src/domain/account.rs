@@ -2,7 +2,7 @@
 //! of API.md §7 live here (passwords in `auth::password`); uniqueness is the database's.
 
 use chrono::{DateTime, Utc};
-use entity::user;
+use entity::{session, user};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
@@ -326,20 +326,20 @@ pub async fn replace_password(
     Ok(SignedIn { user, roles, session })
 }
 
-/// Checks the `currentPassword` a sensitive change asks for. A wrong or missing one is a
-/// failed login by another name: a stolen session must not become an unlimited password
-/// oracle.
+/// Checks the password a sensitive change asks for (in the input field `field`). A wrong or
+/// missing one is a failed login by another name: a stolen session must not become an
+/// unlimited password oracle.
 pub async fn confirm_password(
     limiter: &RateLimiter,
     passwords: &PasswordHasher,
     user: &user::Model,
-    current_password: Option<&str>,
+    (field, current_password): (&'static str, Option<&str>),
     client: &ClientInfo,
 ) -> Result<(), AppError> {
     let attempt = limiter.admit(Action::Login, Some(&user.username), client.ip).await?;
-    let wrong = || AppError::bad_input("currentPassword", "current password is wrong");
+    let wrong = || AppError::bad_input(field, "current password is wrong");
     let Some(current_password) = current_password else {
-        return Err(AppError::bad_input("currentPassword", "current password is required"));
+        return Err(AppError::bad_input(field, "current password is required"));
     };
     if !passwords.verify(current_password, Some(&user.password_hash)).await? {
         return Err(wrong());
@@ -361,13 +361,48 @@ pub async fn change_password(
     let user = find(store.db(), caller.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
-    confirm_password(limiter, passwords, &user, Some(current_password), client).await?;
+    confirm_password(
+        limiter,
+        passwords,
+        &user,
+        ("currentPassword", Some(current_password)),
+        client,
+    )
+    .await?;
     check_new_password("newPassword", &user.username, new_password)?;
     let password_hash = passwords.hash(new_password).await?;
     let mut change = store.begin().await?;
     let signed_in = replace_password(&mut change, user, password_hash, client, Kind::PasswordChanged).await?;
     change.commit().await?;
     Ok(signed_in)
+}
+
+/// `reauthenticate` with the password: the current session counts as freshly signed in
+/// (API.md §8). A wrong password is `BAD_USER_INPUT` on `password` and a failed login.
+pub async fn reauthenticate(
+    store: &SessionStore,
+    limiter: &RateLimiter,
+    passwords: &PasswordHasher,
+    caller: &Caller,
+    password: &str,
+    client: &ClientInfo,
+) -> Result<session::Model, AppError> {
+    let user = find(store.db(), caller.user_id)
+        .await?
+        .ok_or(AppError::Unauthenticated)?;
+    confirm_password(limiter, passwords, &user, ("password", Some(password)), client).await?;
+    let mut change = store.begin().await?;
+    if !change.mark_authenticated(caller.user_id, caller.session_id).await? {
+        return Err(AppError::InvalidToken);
+    }
+    let event = Event::own(Kind::Reauthenticated, caller.user_id, client)
+        .with_detail(serde_json::json!({ "sessionId": caller.session_id }));
+    audit::record(change.txn(), change.now(), event).await?;
+    change.commit().await?;
+    session::Entity::find_by_id(caller.session_id)
+        .one(store.db())
+        .await?
+        .ok_or(AppError::InvalidToken)
 }
 
 #[cfg(test)]

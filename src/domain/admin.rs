@@ -218,6 +218,7 @@ mod tests {
             session_id: Uuid::new_v4(),
             roles: vec![role::ADMIN.into(), role::USER.into()],
             user: std::sync::Arc::new(root.clone()),
+            authenticated_at: store.now(),
         };
         let client = ClientInfo::default();
         let admin = vec![role::ADMIN.to_string()];

@@ -1,108 +1,14 @@
-//! The audit log: security events written in the transaction of the change they record,
-//! read back by admins newest first. Events never hold a password or a token.
+//! The audit log as admins read it: newest first (API.md §5). Recording is `crate::audit`.
 
-use chrono::{DateTime, Utc};
 use entity::audit_event;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
-use crate::client::ClientInfo;
+pub use crate::audit::{record, Event, Kind};
 use crate::domain::page::{self, Page, PageRequest};
 use crate::error::AppError;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Signup,
-    Login,
-    LoginFailed,
-    Logout,
-    SessionClosed,
-    SessionsClosed,
-    PasswordChanged,
-    PasswordResetRequested,
-    PasswordReset,
-    ProfileUpdated,
-    UserCreated,
-    UserDeleted,
-    RolesGranted,
-    RolesRevoked,
-    SiteCreated,
-    SiteDeleted,
-    SiteRoleChanged,
-}
-
-impl Kind {
-    /// The names API.md §5 lists for `AuditEvent.kind`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Signup => "signup",
-            Kind::Login => "login",
-            Kind::LoginFailed => "login_failed",
-            Kind::Logout => "logout",
-            Kind::SessionClosed => "session_closed",
-            Kind::SessionsClosed => "sessions_closed",
-            Kind::PasswordChanged => "password_changed",
-            Kind::PasswordResetRequested => "password_reset_requested",
-            Kind::PasswordReset => "password_reset",
-            Kind::ProfileUpdated => "profile_updated",
-            Kind::UserCreated => "user_created",
-            Kind::UserDeleted => "user_deleted",
-            Kind::RolesGranted => "roles_granted",
-            Kind::RolesRevoked => "roles_revoked",
-            Kind::SiteCreated => "site_created",
-            Kind::SiteDeleted => "site_deleted",
-            Kind::SiteRoleChanged => "site_role_changed",
-        }
-    }
-}
-
-/// One event to record: who acted (`actor`), on whom (`subject`), from which client.
-pub struct Event<'a> {
-    pub kind: Kind,
-    pub actor: Option<Uuid>,
-    pub subject: Option<Uuid>,
-    pub client: &'a ClientInfo,
-    pub detail: Option<serde_json::Value>,
-}
-
-impl<'a> Event<'a> {
-    /// An event where a user acts on their own account.
-    pub fn own(kind: Kind, user_id: Uuid, client: &'a ClientInfo) -> Self {
-        Event {
-            kind,
-            actor: Some(user_id),
-            subject: Some(user_id),
-            client,
-            detail: None,
-        }
-    }
-
-    pub fn with_detail(self, detail: serde_json::Value) -> Self {
-        Event {
-            detail: Some(detail),
-            ..self
-        }
-    }
-}
-
-/// Writes an event on `conn`: pass the transaction of the change it records.
-pub async fn record(conn: &impl ConnectionTrait, at: DateTime<Utc>, event: Event<'_>) -> Result<(), AppError> {
-    let row = audit_event::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        at: Set(at),
-        kind: Set(event.kind.as_str().to_owned()),
-        actor_id: Set(event.actor),
-        subject_id: Set(event.subject),
-        ip: Set(event.client.ip.map(|ip| ip.to_string())),
-        user_agent: Set(event.client.user_agent.clone()),
-        detail: Set(event.detail),
-    };
-    audit_event::Entity::insert(row).exec_without_returning(conn).await?;
-    Ok(())
-}
 
 /// Events newest first, optionally those where `user_id` is the actor or the subject.
 pub async fn list(

@@ -155,7 +155,14 @@ pub async fn update(
     let email_attempt = match email_changes {
         true => {
             let current_password = changes.current_password.as_deref();
-            account::confirm_password(checks.limiter, checks.passwords, &user, current_password, client).await?;
+            account::confirm_password(
+                checks.limiter,
+                checks.passwords,
+                &user,
+                ("currentPassword", current_password),
+                client,
+            )
+            .await?;
             // A CONFLICT tells that an address has an account, so each change counts against
             // the address's signup budget (signup can tell the same) unless it succeeds.
             Some(checks.limiter.admit(Action::Signup, None, client.ip).await?)

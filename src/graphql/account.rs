@@ -240,12 +240,14 @@ impl AccountMutation {
 }
 
 /// Sets the session cookie for a fresh session and hands back its payload.
-fn start_session(ctx: &Context<'_>, signed_in: SignedIn) -> AuthPayload {
+pub(crate) fn start_session(ctx: &Context<'_>, signed_in: SignedIn) -> AuthPayload {
     let state = ctx.state();
-    let max_age = (signed_in.session.session.expires_at - state.clock.now()).num_seconds();
+    let issued = &signed_in.session;
+    let max_age = (issued.session.expires_at - state.clock.now()).num_seconds();
+    let cookie_token = issued.cookie_token.as_deref().unwrap_or(&issued.token);
     ctx.append_http_header(
         http::header::SET_COOKIE,
-        cookie::set(&state.config, &signed_in.session.token, max_age),
+        cookie::set(&state.config, cookie_token, max_age),
     );
     signed_in.into()
 }

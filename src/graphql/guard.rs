@@ -140,3 +140,22 @@ impl Guard for SiteRoleAtLeast {
         }
     }
 }
+
+/// The caller's session must have proved a password or a factor within `REAUTH_WINDOW`
+/// (API.md §8); otherwise `REAUTHENTICATION_REQUIRED`, and `reauthenticate` makes it fresh.
+pub struct FreshSession;
+
+impl Guard for FreshSession {
+    async fn check(&self, ctx: &Context<'_>) -> Result<()> {
+        let identity = identity(ctx);
+        let Some(caller) = identity.caller() else {
+            return Err(AppError::Unauthenticated.into());
+        };
+        let state = ctx.data_unchecked::<crate::state::AppState>();
+        let window = crate::sessions::seconds_to_duration(state.config.reauth_window);
+        match state.clock.now() - caller.authenticated_at <= window {
+            true => Ok(()),
+            false => Err(AppError::ReauthenticationRequired.into()),
+        }
+    }
+}

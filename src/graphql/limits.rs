@@ -22,7 +22,14 @@ const MAX_INTROSPECTION_DEPTH: usize = 20;
 const MAX_NESTING: usize = 64;
 /// Mutations that check or set a password: one per document, so aliases cannot batch
 /// password guesses or hashing work into a single request.
-const CREDENTIAL_FIELDS: &[&str] = &["login", "signup", "changePassword", "resetPassword"];
+const CREDENTIAL_FIELDS: &[&str] = &[
+    "login",
+    "signup",
+    "changePassword",
+    "resetPassword",
+    "reauthenticate",
+    "refreshSession",
+];
 
 pub struct Limits {
     pub max_depth: usize,

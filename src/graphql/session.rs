@@ -1,14 +1,27 @@
-//! Session operations on the caller's own sessions: count, list, logout and close.
+//! Session operations on the caller's own sessions: count, list, logout, close, renew and
+//! re-authenticate.
 
-use async_graphql::{Context, Object, Result};
+use async_graphql::{Context, InputObject, Object, Result};
 use uuid::Uuid;
 
 use crate::auth::cookie;
 use crate::domain::audit::Kind;
-use crate::domain::session;
+use crate::domain::{account, session};
+use crate::error::AppError;
 use crate::graphql::guard::RequireRole;
-use crate::graphql::types::Session;
+use crate::graphql::types::{AuthPayload, Session};
 use crate::graphql::ContextExt;
+
+/// A proof for `reauthenticate`: exactly one of the three.
+#[derive(InputObject)]
+pub struct ReauthenticateInput {
+    /// The account's password.
+    pub password: Option<String>,
+    /// A code from the authenticator app (with TOTP on).
+    pub code: Option<String>,
+    /// One of the recovery codes (with TOTP on).
+    pub recovery_code: Option<String>,
+}
 
 #[derive(Default)]
 pub struct SessionQuery;
@@ -85,6 +98,63 @@ impl SessionMutation {
         }
         Ok(true)
     }
+
+    /// Closes every session of the caller but the current one; returns how many.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn close_other_sessions(&self, ctx: &Context<'_>) -> Result<i32> {
+        let caller = ctx.caller()?;
+        let closed =
+            session::close_others(&ctx.state().sessions, caller.user_id, caller.session_id, ctx.client()).await?;
+        Ok(i32::try_from(closed).unwrap_or(i32::MAX))
+    }
+
+    /// Exchanges a refresh token (from an AuthPayload, with `ACCESS_TOKEN_TTL` set) for a new
+    /// token and refresh token of the same session. Each refresh token works once; one
+    /// presented again more than 10 seconds after it was spent closes the session. Send it
+    /// without the expired token: a request whose credentials fail is refused as a whole.
+    async fn refresh_session(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The refresh token of the latest AuthPayload.")] refresh_token: String,
+    ) -> Result<AuthPayload> {
+        let signed_in = session::refresh(&ctx.state().sessions, &refresh_token, ctx.client()).await?;
+        Ok(signed_in.into())
+    }
+
+    /// Proves the password again, so that the current session counts as fresh for
+    /// `REAUTH_WINDOW` seconds. A wrong password is BAD_USER_INPUT on `password`, counted as a
+    /// failed login.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn reauthenticate(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "Exactly one of password, code and recoveryCode.")] input: ReauthenticateInput,
+    ) -> Result<Session> {
+        let (state, caller) = (ctx.state(), ctx.caller()?);
+        let password = match (input.password, input.code, input.recovery_code) {
+            (Some(password), None, None) => password,
+            (None, Some(_), None) => return Err(no_second_factor("code").into()),
+            (None, None, Some(_)) => return Err(no_second_factor("recoveryCode").into()),
+            _ => {
+                let message = "give exactly one of password, code and recoveryCode";
+                return Err(AppError::bad_input("input", message).into());
+            }
+        };
+        let row = account::reauthenticate(
+            &state.sessions,
+            &state.limiter,
+            &state.passwords,
+            &caller,
+            &password,
+            ctx.client(),
+        )
+        .await?;
+        Ok(Session::new(row, Some(caller.session_id)))
+    }
+}
+
+fn no_second_factor(field: &'static str) -> AppError {
+    AppError::bad_input(field, "no second factor is enabled for this account")
 }
 
 // API.md §3: cleared whether the request came with the cookie or with a bearer token.

@@ -187,10 +187,18 @@ impl Session {
     async fn current(&self) -> bool {
         self.current
     }
+
+    /// When the session last proved a password (login, `reauthenticate`); operations that
+    /// need a fresh session allow `REAUTH_WINDOW` seconds after it.
+    async fn last_authenticated_at(&self) -> DateTime<Utc> {
+        sessions::authenticated_at(&self.row)
+    }
 }
 
 pub struct AuthPayload {
     token: String,
+    token_expires_at: DateTime<Utc>,
+    refresh_token: Option<String>,
     user: user_row::Model,
     roles: Vec<String>,
     session: session_row::Model,
@@ -198,9 +206,17 @@ pub struct AuthPayload {
 
 impl From<SignedIn> for AuthPayload {
     fn from(signed_in: SignedIn) -> Self {
-        let IssuedSession { token, session, .. } = signed_in.session;
+        let IssuedSession {
+            token,
+            token_expires_at,
+            refresh_token,
+            session,
+            ..
+        } = signed_in.session;
         AuthPayload {
             token,
+            token_expires_at,
+            refresh_token,
             user: signed_in.user,
             roles: signed_in.roles,
             session,
@@ -208,7 +224,8 @@ impl From<SignedIn> for AuthPayload {
     }
 }
 
-/// A new session: its token (also set as the session cookie), the user and the session.
+/// A new or renewed session: its token (a new session's is also set as the session cookie),
+/// the user and the session.
 #[Object]
 impl AuthPayload {
     /// The bearer token (a JWT) for `Authorization: Bearer <token>`.
@@ -216,9 +233,16 @@ impl AuthPayload {
         &self.token
     }
 
-    /// When the token and its session expire.
+    /// When `token` expires: with `ACCESS_TOKEN_TTL` set, that many seconds from now (never
+    /// beyond the session); otherwise with the session (`session.expiresAt`).
     async fn expires_at(&self) -> DateTime<Utc> {
-        self.session.expires_at
+        self.token_expires_at
+    }
+
+    /// Set when `ACCESS_TOKEN_TTL` is: the single-use token `refreshSession` takes for the
+    /// next pair.
+    async fn refresh_token(&self) -> Option<&str> {
+        self.refresh_token.as_deref()
     }
 
     /// The signed-in user.

@@ -4,7 +4,7 @@
 //! once, however many there are. A generation counter keeps a lookup that raced an
 //! invalidation from caching what it read before the change.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -32,7 +32,29 @@ pub struct SessionEntry {
     pub user_id: Uuid,
     pub secret_hash: Arc<[u8]>,
     pub expires_at: DateTime<Utc>,
+    pub authenticated_at: DateTime<Utc>,
+    /// The latest use this instance knows of (Unix milliseconds), shared by every copy of
+    /// the entry: the database's time when read, then every request here.
+    pub last_seen: Arc<AtomicI64>,
     pub user: Arc<UserEntry>,
+}
+
+impl SessionEntry {
+    pub fn last_seen(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.last_seen.load(Ordering::Relaxed)).unwrap_or_default()
+    }
+
+    pub fn touch(&self, at: DateTime<Utc>) {
+        self.last_seen.fetch_max(at.timestamp_millis(), Ordering::Relaxed);
+    }
+}
+
+/// What a session row contributes to its entry.
+pub struct SessionFacts {
+    pub secret_hash: Vec<u8>,
+    pub expires_at: DateTime<Utc>,
+    pub authenticated_at: DateTime<Utc>,
+    pub last_seen: DateTime<Utc>,
 }
 
 /// What a committed change made stale.
@@ -111,8 +133,7 @@ impl SessionCache {
     pub fn insert(
         &self,
         session_id: Uuid,
-        secret_hash: Vec<u8>,
-        expires_at: DateTime<Utc>,
+        facts: SessionFacts,
         user: user::Model,
         roles: Vec<String>,
         read_at_generation: u64,
@@ -125,14 +146,14 @@ impl SessionCache {
             })
         };
         let Ok(_writes) = self.writes.lock() else {
-            return session_entry(user_id, secret_hash, expires_at, fresh());
+            return session_entry(user_id, facts, fresh());
         };
         if !self.is_trusted() || self.generation() != read_at_generation {
-            return session_entry(user_id, secret_hash, expires_at, fresh());
+            return session_entry(user_id, facts, fresh());
         }
         // The user's current entry, if any, was read after the last invalidation too.
         let user = self.users.get_with(user_id, fresh);
-        let entry = session_entry(user_id, secret_hash, expires_at, user);
+        let entry = session_entry(user_id, facts, user);
         self.sessions.insert(session_id, entry.clone());
         entry
     }
@@ -171,11 +192,13 @@ impl SessionCache {
     }
 }
 
-fn session_entry(user_id: Uuid, secret_hash: Vec<u8>, expires_at: DateTime<Utc>, user: Arc<UserEntry>) -> SessionEntry {
+fn session_entry(user_id: Uuid, facts: SessionFacts, user: Arc<UserEntry>) -> SessionEntry {
     SessionEntry {
         user_id,
-        secret_hash: secret_hash.into(),
-        expires_at,
+        secret_hash: facts.secret_hash.into(),
+        expires_at: facts.expires_at,
+        authenticated_at: facts.authenticated_at,
+        last_seen: Arc::new(AtomicI64::new(facts.last_seen.timestamp_millis())),
         user,
     }
 }
@@ -248,7 +271,13 @@ mod tests {
             updated_at: now,
             password_changed_at: None,
         };
-        cache.insert(sid, vec![1], now, user, vec!["user".into()], generation);
+        let facts = SessionFacts {
+            secret_hash: vec![1],
+            expires_at: now,
+            authenticated_at: now,
+            last_seen: now,
+        };
+        cache.insert(sid, facts, user, vec!["user".into()], generation);
     }
 
     #[test]

@@ -29,10 +29,12 @@ impl LastSeen {
         self.pending.lock().ok()?.get(&session_id).copied()
     }
 
-    /// Writes the noted times; sessions closed meanwhile are simply not found.
+    /// Writes the noted times; sessions closed meanwhile are simply not found. A time stays
+    /// noted until it is written, so `pending` never misses a use that the database does
+    /// not hold yet (the idle check relies on it).
     pub async fn flush(&self, conn: &impl ConnectionTrait) -> Result<(), AppError> {
         let batch: Vec<_> = match self.pending.lock() {
-            Ok(mut pending) => pending.drain().collect(),
+            Ok(pending) => pending.iter().map(|(id, at)| (*id, *at)).collect(),
             Err(_) => return Ok(()),
         };
         for (session_id, at) in batch {
@@ -41,6 +43,12 @@ impl LastSeen {
                 .filter(session::Column::Id.eq(session_id))
                 .exec(conn)
                 .await?;
+            if let Ok(mut pending) = self.pending.lock() {
+                // A newer use noted meanwhile stays for the next batch.
+                if pending.get(&session_id) == Some(&at) {
+                    pending.remove(&session_id);
+                }
+            }
         }
         Ok(())
     }

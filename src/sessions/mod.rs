@@ -16,18 +16,20 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{session, site, site_member, user, user_role};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
 };
 use uuid::Uuid;
 
+use crate::audit::{self, Event, Kind};
+use crate::auth::refresh::{ChainKey, RefreshToken};
 use crate::auth::token::{self, Claims, TokenKeys};
 use crate::client::ClientInfo;
 use crate::clock::Clock;
 use crate::error::AppError;
-use cache::SessionCache;
+use cache::{SessionCache, SessionEntry, SessionFacts};
 pub use cache::{Stale, HEARTBEAT_TIMEOUT};
 pub use last_seen::LastSeen;
 pub use peers::Faults;
@@ -39,6 +41,8 @@ pub struct Caller {
     pub session_id: Uuid,
     pub roles: Vec<String>,
     pub user: Arc<user::Model>,
+    /// When the session last proved a password or a factor.
+    pub authenticated_at: DateTime<Utc>,
 }
 
 impl Caller {
@@ -63,11 +67,53 @@ impl Identity {
     }
 }
 
-/// A session just opened, with the only copy of its token and the roles it carries.
+/// A session just opened or renewed, with the only copies of its tokens and the roles it carries.
 pub struct IssuedSession {
+    /// The bearer token: short-lived when the policy sets `access_ttl`.
     pub token: String,
+    pub token_expires_at: DateTime<Utc>,
+    /// For the session cookie, valid as long as the session; set when the session was just opened.
+    pub cookie_token: Option<String>,
+    /// Set when the policy sets `access_ttl`.
+    pub refresh_token: Option<String>,
     pub session: session::Model,
     pub roles: Vec<String>,
+}
+
+/// How long sessions and their tokens live (API.md §1, §8).
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Absolute lifetime after login.
+    pub ttl: Duration,
+    /// A session unused this long ends; `None`: never.
+    pub idle_timeout: Option<Duration>,
+    /// Lifetime of a bearer token; `None`: the session's. When set, sessions get refresh tokens.
+    pub access_ttl: Option<Duration>,
+}
+
+/// A spent refresh token presented again within this long of being spent is a race between
+/// tabs, not a replay (API.md §8).
+pub const REFRESH_GRACE: Duration = Duration::seconds(10);
+/// How far back along a chain a presented token is followed; an older one is refused without
+/// closing the session.
+const MAX_CHAIN_WALK: i64 = 100_000;
+
+impl Policy {
+    /// From settings in seconds, where 0 turns idle expiry and short tokens off.
+    pub fn from_seconds(ttl: u64, idle_timeout: u64, access_ttl: u64) -> Self {
+        let some = |seconds: u64| (seconds > 0).then(|| seconds_to_duration(seconds));
+        Policy {
+            ttl: seconds_to_duration(ttl),
+            idle_timeout: some(idle_timeout),
+            access_ttl: some(access_ttl),
+        }
+    }
+}
+
+/// Seconds as a duration, capped at a century (beyond that, "never" is what was meant).
+pub fn seconds_to_duration(seconds: u64) -> Duration {
+    const CENTURY: i64 = 100 * 366 * 24 * 3600;
+    Duration::seconds(i64::try_from(seconds).unwrap_or(CENTURY).min(CENTURY))
 }
 
 #[derive(Clone)]
@@ -79,7 +125,8 @@ struct Inner {
     db: DatabaseConnection,
     clock: Clock,
     tokens: Arc<TokenKeys>,
-    ttl: Duration,
+    chain_key: ChainKey,
+    policy: Policy,
     cache: Arc<SessionCache>,
     faults: Arc<Faults>,
     last_seen: LastSeen,
@@ -88,19 +135,30 @@ struct Inner {
 impl SessionStore {
     /// On SQLite there is one instance and the cache is always trusted; on PostgreSQL it is
     /// trusted only while `listen` hears the other instances.
-    pub fn new(db: DatabaseConnection, clock: Clock, tokens: Arc<TokenKeys>, ttl_seconds: u64) -> Self {
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Clock,
+        tokens: Arc<TokenKeys>,
+        chain_key: ChainKey,
+        policy: Policy,
+    ) -> Self {
         let single_instance = db.get_database_backend() != sea_orm::DatabaseBackend::Postgres;
         SessionStore {
             inner: Arc::new(Inner {
                 db,
                 clock,
                 tokens,
-                ttl: Duration::seconds(i64::try_from(ttl_seconds).unwrap_or(i64::MAX / 1000)),
+                chain_key,
+                policy,
                 cache: Arc::new(SessionCache::new(single_instance)),
                 faults: Arc::default(),
                 last_seen: LastSeen::default(),
             }),
         }
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.inner.policy
     }
 
     /// The database the sessions live in, for reads that go with them.
@@ -141,39 +199,94 @@ impl SessionStore {
         })
     }
 
-    /// Turns a verified token into the caller: the session must exist, be unexpired and match
-    /// the token's secret; the roles are the ones the user holds now, never the token's.
+    /// Turns a verified token into the caller: the session must exist, be unexpired, not idle
+    /// and match the token's secret; the roles are the ones the user holds now, never the token's.
     #[tracing::instrument(skip_all)]
     pub async fn authenticate(&self, claims: &Claims) -> Result<Caller, AppError> {
         let inner = &self.inner;
         let now = inner.clock.now();
-        let session = match inner.cache.get(claims.sid) {
-            Some(session) => session,
-            None => {
-                let generation = inner.cache.generation();
-                let (row, user) = session::Entity::find_by_id(claims.sid)
-                    .find_also_related(user::Entity)
-                    .one(&inner.db)
-                    .await?
-                    .ok_or(AppError::InvalidToken)?;
-                let user = user.ok_or(AppError::InvalidToken)?;
-                let roles = roles_of(&inner.db, row.user_id).await?;
-                inner
-                    .cache
-                    .insert(claims.sid, row.secret_hash, row.expires_at, user, roles, generation)
-            }
+        let (mut session, cached) = match inner.cache.get(claims.sid) {
+            Some(session) => (session, true),
+            None => (self.load(claims.sid).await?, false),
         };
         let live = session.user_id == claims.sub && session.expires_at > now;
         if !live || !token::secret_matches(&claims.sk, &session.secret_hash) {
             return Err(AppError::InvalidToken);
         }
+        if self.is_idle(&session, now) {
+            // A cached entry knows the uses of this instance only; another instance may have
+            // written a later one since it was read.
+            if cached {
+                session = self.load(claims.sid).await?;
+            }
+            if self.is_idle(&session, now) {
+                self.end_idle(session.user_id, claims.sid).await?;
+                return Err(AppError::InvalidToken);
+            }
+        }
+        session.touch(now);
         inner.last_seen.touch(claims.sid, now);
         Ok(Caller {
             user_id: session.user_id,
             session_id: claims.sid,
             roles: session.user.roles.to_vec(),
             user: session.user.user.clone(),
+            authenticated_at: session.authenticated_at,
         })
+    }
+
+    /// Reads a session with its user and roles, and caches them.
+    async fn load(&self, session_id: Uuid) -> Result<SessionEntry, AppError> {
+        let inner = &self.inner;
+        let generation = inner.cache.generation();
+        let (row, user) = session::Entity::find_by_id(session_id)
+            .find_also_related(user::Entity)
+            .one(&inner.db)
+            .await?
+            .ok_or(AppError::InvalidToken)?;
+        let user = user.ok_or(AppError::InvalidToken)?;
+        let roles = roles_of(&inner.db, row.user_id).await?;
+        let facts = SessionFacts {
+            last_seen: self.last_use(&row),
+            authenticated_at: authenticated_at(&row),
+            secret_hash: row.secret_hash,
+            expires_at: row.expires_at,
+        };
+        Ok(inner.cache.insert(session_id, facts, user, roles, generation))
+    }
+
+    /// The latest use of a session that this instance knows of: the database's, or a newer
+    /// one noted here and not written yet.
+    fn last_use(&self, row: &session::Model) -> DateTime<Utc> {
+        let written = row.last_seen_at.unwrap_or(row.created_at);
+        self.inner
+            .last_seen
+            .pending(row.id)
+            .map_or(written, |noted| noted.max(written))
+    }
+
+    fn is_idle(&self, session: &SessionEntry, now: DateTime<Utc>) -> bool {
+        self.inner
+            .policy
+            .idle_timeout
+            .is_some_and(|idle| now - session.last_seen() >= idle)
+    }
+
+    fn is_idle_row(&self, row: &session::Model, now: DateTime<Utc>) -> bool {
+        self.inner
+            .policy
+            .idle_timeout
+            .is_some_and(|idle| now - self.last_use(row) >= idle)
+    }
+
+    /// Ends a session found idle, everywhere and for good: a later use noted on another
+    /// instance before it heard of this cannot bring it back.
+    async fn end_idle(&self, user_id: Uuid, session_id: Uuid) -> Result<(), AppError> {
+        let mut change = self.begin().await?;
+        if change.end_idle(user_id, session_id).await? {
+            change.commit().await?;
+        }
+        Ok(())
     }
 
     /// The roles `user_id` holds now, read from the database.
@@ -184,20 +297,26 @@ impl SessionStore {
     /// Live sessions of a user, newest first, with last-seen times not yet written merged in.
     pub async fn list(&self, user_id: Uuid) -> Result<Vec<session::Model>, AppError> {
         let inner = &self.inner;
-        let mut sessions = live_of(user_id, inner.clock.now())
+        let now = inner.clock.now();
+        let mut sessions = live_of(user_id, now)
             .order_by_desc(session::Column::CreatedAt)
             .order_by_desc(session::Column::Id)
             .all(&inner.db)
             .await?;
         for s in &mut sessions {
-            if let Some(at) = inner.last_seen.pending(s.id) {
-                s.last_seen_at = Some(s.last_seen_at.map_or(at, |seen| seen.max(at)));
-            }
+            s.last_seen_at = Some(self.last_use(s));
+        }
+        if let Some(idle) = inner.policy.idle_timeout {
+            sessions.retain(|s| s.last_seen_at.is_some_and(|seen| now - seen < idle));
         }
         Ok(sessions)
     }
 
     pub async fn count(&self, user_id: Uuid) -> Result<u64, AppError> {
+        if self.inner.policy.idle_timeout.is_some() {
+            // Idle is decided with the uses noted here, which the database may not hold yet.
+            return Ok(self.list(user_id).await?.len() as u64);
+        }
         Ok(live_of(user_id, self.inner.clock.now()).count(&self.inner.db).await?)
     }
 
@@ -210,13 +329,20 @@ impl SessionStore {
     }
 
     /// Deletes up to `batch` expired sessions; returns how many, so the caller can loop.
-    /// Expired sessions are refused already, so no cache needs to hear of it.
-    pub async fn delete_expired(&self, batch: u64) -> Result<u64, AppError> {
+    /// Expired sessions are refused already, so no cache needs to hear of it. Idle ones go
+    /// too once idle by more than `idle_margin` beyond the timeout: by then no instance has
+    /// a use of theirs left to write, and every instance refuses them.
+    pub async fn delete_expired(&self, batch: u64, idle_margin: Duration) -> Result<u64, AppError> {
         let db = &self.inner.db;
+        let now = self.inner.clock.now();
+        let mut ended = sea_orm::Condition::any().add(session::Column::ExpiresAt.lte(now));
+        if let Some(idle) = self.inner.policy.idle_timeout {
+            ended = ended.add(session::Column::LastSeenAt.lt(now - idle - idle_margin));
+        }
         let ids: Vec<Uuid> = session::Entity::find()
             .select_only()
             .column(session::Column::Id)
-            .filter(session::Column::ExpiresAt.lte(self.inner.clock.now()))
+            .filter(ended)
             .limit(batch)
             .into_tuple()
             .all(db)
@@ -235,6 +361,65 @@ impl SessionStore {
     pub async fn flush_last_seen(&self) -> Result<(), AppError> {
         self.inner.last_seen.flush(&self.inner.db).await
     }
+}
+
+/// What a refresh token was exchanged for.
+pub enum Renewal {
+    /// A new token pair for the same session, and its user.
+    Renewed(Box<(IssuedSession, user::Model)>),
+    /// The session was closed (a replayed token, or idle): commit, and refuse the caller.
+    Ended,
+}
+
+impl SessionStore {
+    /// Signs a bearer token for `session` (and hands on its refresh token): valid for
+    /// `access_ttl` when set, never beyond the session.
+    fn issue(
+        &self,
+        session: session::Model,
+        secret: &str,
+        refresh: Option<RefreshToken>,
+        roles: Vec<String>,
+    ) -> Result<IssuedSession, AppError> {
+        let now = self.now();
+        let token_expires_at = match self.inner.policy.access_ttl {
+            Some(access_ttl) => (now + access_ttl).min(session.expires_at),
+            None => session.expires_at,
+        };
+        let token = self.sign(&session, secret, &roles, token_expires_at)?;
+        Ok(IssuedSession {
+            token,
+            token_expires_at,
+            cookie_token: None,
+            refresh_token: refresh.map(|r| r.encode()),
+            session,
+            roles,
+        })
+    }
+
+    fn sign(
+        &self,
+        session: &session::Model,
+        secret: &str,
+        roles: &[String],
+        expires_at: DateTime<Utc>,
+    ) -> Result<String, AppError> {
+        let claims = Claims::new(
+            session.user_id,
+            session.id,
+            secret.to_owned(),
+            self.now().timestamp(),
+            expires_at.timestamp(),
+            roles,
+        );
+        Ok(self.inner.tokens.sign(&claims)?)
+    }
+}
+
+/// When a session last proved a password or a factor; rows from before this was recorded
+/// count from their opening.
+pub fn authenticated_at(row: &session::Model) -> DateTime<Utc> {
+    row.authenticated_at.unwrap_or(row.created_at)
 }
 
 fn live_of(user_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<session::Entity> {
@@ -305,34 +490,38 @@ impl SessionChange {
         task.await.map_err(|e| AppError::Internal(e.into()))?
     }
 
-    /// Inserts a session for `user_id` and signs its token.
+    /// Inserts a session for `user_id`, opened by proving a password or a factor, and signs
+    /// its tokens.
     pub async fn open(&mut self, user_id: Uuid, client: &ClientInfo) -> Result<IssuedSession, AppError> {
         let inner = &self.store.inner;
         let now = inner.clock.now();
-        let expires_at = now + inner.ttl;
         let (secret, secret_hash) = token::new_session_secret();
+        let id = Uuid::new_v4();
+        let refresh = inner.policy.access_ttl.map(|_| RefreshToken::first(id, &secret));
         let row = session::ActiveModel {
-            id: Set(Uuid::new_v4()),
+            id: Set(id),
             user_id: Set(user_id),
             secret_hash: Set(secret_hash),
             created_at: Set(now),
-            expires_at: Set(expires_at),
+            expires_at: Set(now + inner.policy.ttl),
             last_seen_at: Set(Some(now)),
             user_agent: Set(client.user_agent.clone()),
             ip: Set(client.ip.map(|ip| ip.to_string())),
+            authenticated_at: Set(Some(now)),
+            refresh_hash: Set(refresh.as_ref().map(RefreshToken::hash)),
+            refresh_generation: Set(0),
+            refreshed_at: Set(None),
         };
         let session = session::Entity::insert(row).exec_with_returning(&self.txn).await?;
         let roles = roles_of(&self.txn, user_id).await?;
-        let claims = Claims::new(
-            user_id,
-            session.id,
-            secret,
-            now.timestamp(),
-            expires_at.timestamp(),
-            &roles,
-        );
-        let token = inner.tokens.sign(&claims)?;
-        Ok(IssuedSession { token, session, roles })
+        let mut issued = self.store.issue(session, &secret, refresh, roles)?;
+        issued.cookie_token = Some(match inner.policy.access_ttl {
+            Some(_) => self
+                .store
+                .sign(&issued.session, &secret, &issued.roles, issued.session.expires_at)?,
+            None => issued.token.clone(),
+        });
+        Ok(issued)
     }
 
     /// Updates a user's row (profile, password): cached copies of it go with the change.
@@ -365,6 +554,124 @@ impl SessionChange {
             .exec(&self.txn)
             .await?;
         Ok(deleted.rows_affected)
+    }
+
+    /// Closes every live session of `user_id` but `keep`; returns how many.
+    pub async fn close_others(&mut self, user_id: Uuid, keep: Uuid) -> Result<u64, AppError> {
+        self.stale.add(user_id);
+        let deleted = session::Entity::delete_many()
+            .filter(session::Column::UserId.eq(user_id))
+            .filter(session::Column::Id.ne(keep))
+            .filter(session::Column::ExpiresAt.gt(self.store.inner.clock.now()))
+            .exec(&self.txn)
+            .await?;
+        Ok(deleted.rows_affected)
+    }
+
+    /// Closes a session found idle and records why; false when it was already gone.
+    async fn end_idle(&mut self, user_id: Uuid, session_id: Uuid) -> Result<bool, AppError> {
+        if !self.close(user_id, session_id).await? {
+            return Ok(false);
+        }
+        let event = Event {
+            kind: Kind::SessionClosed,
+            actor: None,
+            subject: Some(user_id),
+            client: &ClientInfo::default(),
+            detail: Some(serde_json::json!({ "sessionId": session_id, "reason": "idle" })),
+        };
+        audit::record(&self.txn, self.now(), event).await?;
+        Ok(true)
+    }
+
+    /// Marks a session as having just proved a password or a factor; false when it is gone.
+    pub async fn mark_authenticated(&mut self, user_id: Uuid, session_id: Uuid) -> Result<bool, AppError> {
+        self.stale.add(user_id);
+        let updated = session::Entity::update_many()
+            .col_expr(session::Column::AuthenticatedAt, Expr::value(self.now()))
+            .filter(session::Column::Id.eq(session_id))
+            .filter(session::Column::UserId.eq(user_id))
+            .exec(&self.txn)
+            .await?;
+        Ok(updated.rows_affected > 0)
+    }
+
+    /// Exchanges a refresh token for a new token pair of the same session (API.md §8). The
+    /// current token rotates; the one it replaced, presented within `REFRESH_GRACE` of its
+    /// rotation, gets the pair that replaced it (two tabs racing); any older token of the
+    /// chain closes the session (recorded as `refresh_token_reused`), as does an idle session.
+    pub async fn refresh(&mut self, presented: &str, client: &ClientInfo) -> Result<Renewal, AppError> {
+        let inner = &self.store.inner;
+        if inner.policy.access_ttl.is_none() {
+            return Err(AppError::InvalidToken);
+        }
+        let presented = RefreshToken::parse(presented).ok_or(AppError::InvalidToken)?;
+        let now = self.now();
+        // Rotating comes first, so the write lock is taken before anything is read: racing
+        // refreshes queue up instead of deadlocking (SQLite), and the loser reads what the
+        // winner wrote.
+        let next = presented.next(&inner.chain_key);
+        let rotated = session::Entity::update_many()
+            .col_expr(session::Column::RefreshHash, Expr::value(next.hash()))
+            .col_expr(session::Column::RefreshGeneration, Expr::value(next.generation))
+            .col_expr(session::Column::RefreshedAt, Expr::value(now))
+            .filter(session::Column::Id.eq(presented.session_id))
+            .filter(session::Column::RefreshGeneration.eq(presented.generation))
+            .filter(session::Column::RefreshHash.eq(presented.hash()))
+            .filter(session::Column::SecretHash.eq(token::secret_hash(&presented.session_secret)))
+            .filter(session::Column::ExpiresAt.gt(now))
+            .exec(&self.txn)
+            .await?
+            .rows_affected
+            == 1;
+        let (row, user) = session::Entity::find_by_id(presented.session_id)
+            .find_also_related(user::Entity)
+            .one(&self.txn)
+            .await?
+            .ok_or(AppError::InvalidToken)?;
+        let user = user.ok_or(AppError::InvalidToken)?;
+        let issued_to = match rotated {
+            true => next,
+            false => {
+                // Perhaps a token the chain has moved past: walk it forward to the current one.
+                let stored_hash = row.refresh_hash.as_deref().unwrap_or_default();
+                let behind = row.refresh_generation - presented.generation;
+                let ours = token::secret_matches(&presented.session_secret, &row.secret_hash)
+                    && row.expires_at > now
+                    && (1..=MAX_CHAIN_WALK).contains(&behind);
+                if !ours {
+                    return Err(AppError::InvalidToken);
+                }
+                let current = (0..behind).fold(presented.clone(), |token, _| token.next(&inner.chain_key));
+                if !current.matches(stored_hash) {
+                    // Not of this chain: a guess, not a replay.
+                    return Err(AppError::InvalidToken);
+                }
+                let racing = behind == 1 && row.refreshed_at.is_some_and(|at| now - at <= REFRESH_GRACE);
+                if !racing && !self.store.is_idle_row(&row, now) {
+                    self.close(row.user_id, row.id).await?;
+                    let event = Event {
+                        kind: Kind::RefreshTokenReused,
+                        actor: None,
+                        subject: Some(row.user_id),
+                        client,
+                        detail: Some(serde_json::json!({ "sessionId": row.id })),
+                    };
+                    audit::record(&self.txn, now, event).await?;
+                    return Ok(Renewal::Ended);
+                }
+                current
+            }
+        };
+        if self.store.is_idle_row(&row, now) {
+            self.end_idle(row.user_id, row.id).await?;
+            return Ok(Renewal::Ended);
+        }
+        self.store.inner.last_seen.touch(row.id, now);
+        let roles = roles_of(&self.txn, row.user_id).await?;
+        let secret = presented.session_secret.clone();
+        let issued = self.store.issue(row, &secret, Some(issued_to), roles)?;
+        Ok(Renewal::Renewed(Box::new((issued, user))))
     }
 
     /// Adds global roles; roles already held stay as they are.
@@ -467,7 +774,14 @@ pub(crate) async fn in_memory() -> SessionStore {
     let db = sea_orm::Database::connect(options).await.expect("in-memory SQLite");
     Migrator::up(&db, None).await.expect("migrations");
     let tokens = Arc::new(TokenKeys::hs256(b"an in-memory test secret of some length"));
-    SessionStore::new(db, Clock::default(), tokens, 3600)
+    let policy = Policy::from_seconds(3600, 0, 0);
+    SessionStore::new(
+        db,
+        Clock::default(),
+        tokens,
+        ChainKey::from_secret("test chain key"),
+        policy,
+    )
 }
 
 #[cfg(test)]

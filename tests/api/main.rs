@@ -21,6 +21,7 @@ mod partial_results;
 mod persisted_queries;
 mod profile;
 mod rate_limits;
+mod renewal;
 mod reset;
 mod revocation;
 mod revocation_model;

@@ -1,6 +1,7 @@
-//! A model-based test of revocation (API.md §3). Seeded random sequences of logins, logouts,
-//! closed sessions, password changes and resets, deleted users and role changes run against
-//! the server; after every step, every session ever issued, live or dead, is checked over the
+//! A model-based test of revocation (API.md §3, §8). Seeded random sequences of logins,
+//! logouts, closed sessions, password changes and resets, deleted users, role changes,
+//! refreshes, replayed refresh tokens and idle expiry run against the server, on stopped
+//! clocks that the steps move; after every step, every session ever issued, live or dead, is checked over the
 //! bearer header, the session cookie and the gateway webhook against a model of which
 //! sessions are live and which roles their users hold, and so is each user's list of
 //! sessions. A session cache that forgets a revocation or serves old roles shows up as a
@@ -21,11 +22,20 @@ use serde_json::{json, Value};
 use crate::common::{unique, Reply, TestServer, ADMIN_PASSWORD, PASSWORD};
 use crate::reset::token_in;
 
-// Server internals are touched only by these two functions, so a rename changes them alone.
+// Server internals are touched only by these functions, so a rename changes them alone.
 
 /// The mails `server` has sent (servers started with an outbox).
 fn mails_sent(server: &TestServer) -> Vec<Mail> {
     server.state.mailer.sent()
+}
+
+/// Moves `server`'s clock; every instance's clock is stopped at the same time when a run starts.
+fn advance_clock(server: &TestServer, seconds: i64) {
+    server.state.clock.advance(seconds);
+}
+
+fn stop_clock(server: &TestServer, at: chrono::DateTime<chrono::Utc>) {
+    server.state.clock.freeze_at(at);
 }
 
 /// Whether `server` answers from its session cache (on PostgreSQL only once it hears
@@ -47,28 +57,36 @@ const GRANTABLE: [&str; 2] = ["editor", "auditor"];
 /// What a webhook check asks for in `X-Hasura-Role`: nothing, the role every account holds,
 /// the grantable ones, and one that no user in the model ever holds.
 const REQUESTABLE: [Option<&str>; 5] = [None, Some("user"), Some("editor"), Some("auditor"), Some("admin")];
+/// `SESSION_IDLE_TIMEOUT` of the run. Every check touches every live session on every
+/// instance, so sessions idle out only when a step moves the clocks this far at once.
+const IDLE: i64 = 900;
+/// A spent refresh token presented again after this long closes its session (API.md §8).
+const REFRESH_GRACE: i64 = 10;
 
 const SIGNUP: &str = "mutation($u: String!, $p: String!, $e: String) {
-    signup(input: {username: $u, password: $p, email: $e}) { token user { id } session { id } }
+    signup(input: {username: $u, password: $p, email: $e}) { token refreshToken user { id } session { id } }
 }";
 const LOGIN: &str =
-    "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { token session { id } } }";
+    "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { token refreshToken session { id } } }";
 const ME: &str = "{ me { id roles } }";
 const LOGOUT: &str = "mutation { logout }";
 const CLOSE_SESSION: &str = "mutation($id: UUID!) { closeSession(id: $id) }";
 const CLOSE_ALL_SESSIONS: &str = "mutation { closeAllSessions }";
 const CHANGE_PASSWORD: &str = "mutation($old: String!, $new: String!) {
-    changePassword(input: {currentPassword: $old, newPassword: $new}) { token session { id } }
+    changePassword(input: {currentPassword: $old, newPassword: $new}) { token refreshToken session { id } }
 }";
 const REQUEST_RESET: &str = "mutation($u: String!) { requestPasswordReset(input: {username: $u}) }";
 const RESET: &str = "mutation($t: String!, $p: String!) {
-    resetPassword(input: {token: $t, newPassword: $p}) { token session { id } }
+    resetPassword(input: {token: $t, newPassword: $p}) { token refreshToken session { id } }
 }";
 const CLOSE_USER_SESSIONS: &str = "mutation($id: UUID!) { closeUserSessions(userId: $id) }";
 const DELETE_USERS: &str = "mutation($id: UUID!) { deleteUsers(ids: [$id]) }";
 const GRANT_ROLES: &str = "mutation($id: UUID!, $r: String!) { grantRoles(userId: $id, roles: [$r]) { roles } }";
 const REVOKE_ROLES: &str = "mutation($id: UUID!, $r: String!) { revokeRoles(userId: $id, roles: [$r]) { roles } }";
 const LISTING: &str = "{ countSessions sessions { id } }";
+const CLOSE_OTHER_SESSIONS: &str = "mutation { closeOtherSessions }";
+const REFRESH: &str =
+    "mutation($r: String!) { refreshSession(refreshToken: $r) { token refreshToken session { id } } }";
 
 #[tokio::test]
 async fn revocation_model_sqlite_or_suite_db() {
@@ -93,9 +111,13 @@ async fn revocation_model_two_instances() {
 }
 
 /// Test defaults with rate limits far above what a run needs, so no step is refused for
-/// being frequent; the GraphQL limits stay at their defaults.
+/// being frequent; the GraphQL limits stay at their defaults. Sessions and tokens outlive
+/// any run, so idle expiry and replayed refresh tokens are the only endings by time.
 fn config() -> Config {
     Config {
+        session_ttl: 10_000_000,
+        access_token_ttl: 10_000_000,
+        session_idle_timeout: IDLE as u64,
         rate_limit_login_user: 100_000,
         rate_limit_login_ip: 100_000,
         rate_limit_signup_ip: 100_000,
@@ -137,18 +159,28 @@ struct Cluster {
     servers: Vec<TestServer>,
     /// The instance with an outbox, where password resets are requested.
     mail_on: usize,
+    /// The admin's token when the run starts.
     admin_token: String,
 }
 
 impl Cluster {
     async fn new(servers: Vec<TestServer>, mail_on: usize, admin_token: String) -> Cluster {
+        let now = chrono::Utc::now();
         for server in &servers {
             wait_for_cache(server).await;
+            stop_clock(server, now);
         }
         Cluster {
             servers,
             mail_on,
             admin_token,
+        }
+    }
+
+    /// Moves every instance's clock, as time passing would.
+    fn advance(&self, seconds: i64) {
+        for server in &self.servers {
+            advance_clock(server, seconds);
         }
     }
 }
@@ -223,6 +255,24 @@ enum Step {
         role: &'static str,
         on: usize,
     },
+    /// `refreshSession` with the session's current refresh token.
+    Refresh {
+        session: usize,
+        on: usize,
+    },
+    /// The clocks move past the grace, then the session's spent refresh token comes back.
+    ReplayRefresh {
+        session: usize,
+        on: usize,
+    },
+    CloseOtherSessions {
+        session: usize,
+        on: usize,
+    },
+    /// The clocks move `IDLE` seconds: every session idles out; the admin signs in again.
+    IdleAll {
+        on: usize,
+    },
 }
 
 impl Step {
@@ -240,7 +290,11 @@ impl Step {
             | Step::CloseUserSessions { on, .. }
             | Step::DeleteUser { on, .. }
             | Step::GrantRole { on, .. }
-            | Step::RevokeRole { on, .. } => on,
+            | Step::RevokeRole { on, .. }
+            | Step::Refresh { on, .. }
+            | Step::ReplayRefresh { on, .. }
+            | Step::CloseOtherSessions { on, .. }
+            | Step::IdleAll { on } => on,
         }
     }
 }
@@ -259,11 +313,15 @@ enum Kind {
     DeleteUser,
     GrantRole,
     RevokeRole,
+    Refresh,
+    ReplayRefresh,
+    CloseOtherSessions,
+    IdleAll,
 }
 
 /// How often each kind is drawn: ending some of a user's sessions and then using another is
 /// what a cache gets wrong, so logins, uses and logouts dominate.
-const KINDS: [(Kind, u32); 11] = [
+const KINDS: [(Kind, u32); 15] = [
     (Kind::Login, 4),
     (Kind::Use, 4),
     (Kind::Logout, 3),
@@ -275,6 +333,10 @@ const KINDS: [(Kind, u32); 11] = [
     (Kind::DeleteUser, 1),
     (Kind::GrantRole, 2),
     (Kind::RevokeRole, 2),
+    (Kind::Refresh, 3),
+    (Kind::ReplayRefresh, 1),
+    (Kind::CloseOtherSessions, 1),
+    (Kind::IdleAll, 1),
 ];
 
 /// An account as the model knows it.
@@ -288,6 +350,9 @@ struct Account {
 /// A session the server issued, and whether the model says it is live.
 struct Issued {
     token: String,
+    /// The refresh token to use next, and the one it replaced.
+    refresh_token: String,
+    spent_refresh_token: Option<String>,
     id: String,
     user_id: String,
     /// "admin" or "user <slot>", for failure reports.
@@ -297,8 +362,9 @@ struct Issued {
 
 /// What the server should answer: the accounts, their roles, and every session issued.
 struct Model {
-    /// No step acts on the admin's account, so the admin's session stays live throughout.
+    /// No step acts on the admin's account; the admin signs in again when sessions idle out.
     admin: Account,
+    admin_token: String,
     users: Vec<Account>,
     sessions: Vec<Issued>,
 }
@@ -334,6 +400,8 @@ impl Model {
     fn issue(&mut self, owner: String, user_id: &str, payload: &Value) -> Result<(), String> {
         self.sessions.push(Issued {
             token: string_at(payload, "/token")?,
+            refresh_token: string_at(payload, "/refreshToken")?,
+            spent_refresh_token: None,
             id: string_at(payload, "/session/id")?,
             user_id: user_id.to_owned(),
             owner,
@@ -420,6 +488,8 @@ impl Run {
         };
         let admin_session = Issued {
             token: cluster.admin_token.clone(),
+            refresh_token: String::new(),
+            spent_refresh_token: None,
             id: admin_session_id(&cluster).await,
             user_id: admin.id.clone(),
             owner: "admin".into(),
@@ -427,6 +497,7 @@ impl Run {
         };
         let model = Model {
             admin,
+            admin_token: cluster.admin_token.clone(),
             users: Vec::new(),
             sessions: vec![admin_session],
         };
@@ -466,6 +537,12 @@ impl Run {
             (Kind::DeleteUser, ..) => Step::DeleteUser { user, on },
             (Kind::GrantRole, ..) => Step::GrantRole { user, role, on },
             (Kind::RevokeRole, ..) => Step::RevokeRole { user, role, on },
+            (Kind::Refresh, Some(session), _) => Step::Refresh { session, on },
+            (Kind::ReplayRefresh, Some(session), _) if self.model.sessions[session].spent_refresh_token.is_some() => {
+                Step::ReplayRefresh { session, on }
+            }
+            (Kind::CloseOtherSessions, Some(session), _) => Step::CloseOtherSessions { session, on },
+            (Kind::IdleAll, ..) => Step::IdleAll { on },
             // A login, also in place of the kinds above that need a live session the user lacks.
             _ => Step::Login { user, on },
         }
@@ -486,7 +563,8 @@ impl Run {
     async fn apply(&mut self, step: &Step) -> Result<(), String> {
         let cluster = &self.cluster;
         let model = &mut self.model;
-        let admin = cluster.admin_token.as_str();
+        let admin = model.admin_token.clone();
+        let admin = admin.as_str();
         match *step {
             Step::Signup { user, on } => signup(&cluster.servers[on], model, user).await,
             Step::Login { user, on } => login(&cluster.servers[on], model, user).await,
@@ -548,6 +626,30 @@ impl Run {
                     role,
                 )
                 .await
+            }
+            Step::Refresh { session, on } => refresh(&cluster.servers[on], model, session).await,
+            Step::ReplayRefresh { session, on } => {
+                cluster.advance(REFRESH_GRACE + 1);
+                let spent = model.sessions[session].spent_refresh_token.clone().unwrap_or_default();
+                let reply = cluster.servers[on].gql(None, REFRESH, json!({ "r": spent })).await;
+                model.sessions[session].live = false;
+                expect_code(&reply, "UNAUTHENTICATED")
+            }
+            Step::CloseOtherSessions { session, on } => {
+                let reply = cluster.servers[on]
+                    .gql(Some(&model.sessions[session].token), CLOSE_OTHER_SESSIONS, json!({}))
+                    .await;
+                let user_id = model.sessions[session].user_id.clone();
+                let closed = model.end_sessions_of(&user_id);
+                model.sessions[session].live = true;
+                expect_value(&reply, "closeOtherSessions", json!(closed - 1))
+            }
+            Step::IdleAll { on } => {
+                cluster.advance(IDLE);
+                for issued in &mut model.sessions {
+                    issued.live = false;
+                }
+                admin_login(&cluster.servers[on], model).await
             }
         }
     }
@@ -760,6 +862,29 @@ fn replace_sessions(model: &mut Model, user: usize, new_password: String, payloa
     model.issue(format!("user {user}"), &id, payload)
 }
 
+/// Renews the session: its next requests use the new token and refresh token.
+async fn refresh(server: &TestServer, model: &mut Model, session: usize) -> Result<(), String> {
+    let issued = &mut model.sessions[session];
+    let reply = server.gql(None, REFRESH, json!({ "r": issued.refresh_token })).await;
+    let payload = data(&reply, "refreshSession")?;
+    if string_at(&payload, "/session/id")? != issued.id {
+        return Err(format!("refreshSession renewed another session: {payload}"));
+    }
+    let next = string_at(&payload, "/refreshToken")?;
+    issued.spent_refresh_token = Some(std::mem::replace(&mut issued.refresh_token, next));
+    issued.token = string_at(&payload, "/token")?;
+    Ok(())
+}
+
+/// The admin signs in again (after every session idled out).
+async fn admin_login(server: &TestServer, model: &mut Model) -> Result<(), String> {
+    let variables = json!({ "u": model.admin.username, "p": model.admin.password });
+    let payload = data(&server.gql(None, LOGIN, variables).await, "login")?;
+    model.admin_token = string_at(&payload, "/token")?;
+    let id = model.admin.id.clone();
+    model.issue("admin".into(), &id, &payload)
+}
+
 /// Deletes the user (their sessions all end) and signs a fresh one up in the slot.
 async fn delete_user(server: &TestServer, admin: &str, model: &mut Model, user: usize) -> Result<(), String> {
     let id = model.users[user].id.clone();
@@ -863,6 +988,14 @@ fn expect_unauthenticated(reply: &Reply) -> Result<(), String> {
         "expected 401 UNAUTHENTICATED, got HTTP {}: {}",
         reply.status, reply.body
     ))
+}
+
+/// A field error with `code`.
+fn expect_code(reply: &Reply, code: &str) -> Result<(), String> {
+    if reply.body["errors"][0]["extensions"]["code"] == code {
+        return Ok(());
+    }
+    Err(format!("expected {code}, got HTTP {}: {}", reply.status, reply.body))
 }
 
 /// `data.<field>` of a reply that must have succeeded.

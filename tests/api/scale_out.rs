@@ -12,7 +12,7 @@ use crate::common::{postgres_url, TestServer};
 /// The contract's bound for other instances to see a change (API.md §3).
 const PROPAGATION: Duration = Duration::from_millis(100);
 
-async fn wait_until_trusted(server: &TestServer, trusted: bool) {
+pub(crate) async fn wait_until_trusted(server: &TestServer, trusted: bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while server.state.sessions.is_trusted() != trusted {
         assert!(
@@ -24,7 +24,7 @@ async fn wait_until_trusted(server: &TestServer, trusted: bool) {
 }
 
 /// Polls until `check` holds, failing when it took longer than `PROPAGATION`.
-async fn within_propagation<F, Fut>(what: &str, check: F)
+pub(crate) async fn within_propagation<F, Fut>(what: &str, check: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = bool>,
