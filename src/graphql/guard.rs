@@ -4,6 +4,7 @@
 use std::sync::RwLock;
 
 use async_graphql::{Context, Guard, Result};
+use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
 use crate::domain::role;
@@ -145,17 +146,67 @@ impl Guard for SiteRoleAtLeast {
 /// (API.md §8); otherwise `REAUTHENTICATION_REQUIRED`, and `reauthenticate` makes it fresh.
 pub struct FreshSession;
 
+impl FreshSession {
+    fn judge(identity: &Identity, now: DateTime<Utc>, window: Duration) -> Result<(), AppError> {
+        match identity.caller() {
+            None => Err(AppError::Unauthenticated),
+            Some(caller) if now - caller.authenticated_at <= window => Ok(()),
+            Some(_) => Err(AppError::ReauthenticationRequired),
+        }
+    }
+}
+
 impl Guard for FreshSession {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        let identity = identity(ctx);
-        let Some(caller) = identity.caller() else {
-            return Err(AppError::Unauthenticated.into());
-        };
         let state = ctx.data_unchecked::<crate::state::AppState>();
         let window = crate::sessions::seconds_to_duration(state.config.reauth_window);
-        match state.clock.now() - caller.authenticated_at <= window {
-            true => Ok(()),
-            false => Err(AppError::ReauthenticationRequired.into()),
-        }
+        Ok(FreshSession::judge(&identity(ctx), state.clock.now(), window)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::sessions::Caller;
+
+    fn signed_in_at(at: DateTime<Utc>) -> Identity {
+        let now = Utc::now();
+        let user = entity::user::Model {
+            id: Uuid::new_v4(),
+            username_key: "sam".into(),
+            username: "sam".into(),
+            email_key: None,
+            email: None,
+            password_hash: String::new(),
+            name: None,
+            time_zone: None,
+            language: None,
+            theme: None,
+            settings: None,
+            created_at: now,
+            updated_at: now,
+            password_changed_at: None,
+        };
+        Identity::User(Caller {
+            user_id: user.id,
+            session_id: Uuid::new_v4(),
+            roles: vec![role::USER.into()],
+            user: Arc::new(user),
+            authenticated_at: at,
+        })
+    }
+
+    #[test]
+    fn a_session_is_fresh_for_the_window_and_not_a_second_longer() {
+        let (now, window) = (Utc::now(), Duration::seconds(300));
+        let fresh = FreshSession::judge(&signed_in_at(now - window), now, window);
+        assert!(fresh.is_ok());
+        let stale = FreshSession::judge(&signed_in_at(now - window - Duration::seconds(1)), now, window);
+        assert!(matches!(stale, Err(AppError::ReauthenticationRequired)));
+        assert_eq!(AppError::ReauthenticationRequired.code(), "REAUTHENTICATION_REQUIRED");
+        let anonymous = FreshSession::judge(&Identity::Anonymous, now, window);
+        assert!(matches!(anonymous, Err(AppError::Unauthenticated)));
     }
 }
