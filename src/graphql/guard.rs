@@ -169,26 +169,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::sessions::Caller;
+    use crate::sessions::{sample_user, Caller};
 
     fn signed_in_at(at: DateTime<Utc>) -> Identity {
-        let now = Utc::now();
-        let user = entity::user::Model {
-            id: Uuid::new_v4(),
-            username_key: "sam".into(),
-            username: "sam".into(),
-            email_key: None,
-            email: None,
-            password_hash: String::new(),
-            name: None,
-            time_zone: None,
-            language: None,
-            theme: None,
-            settings: None,
-            created_at: now,
-            updated_at: now,
-            password_changed_at: None,
-        };
+        let user = sample_user();
         Identity::User(Caller {
             user_id: user.id,
             session_id: Uuid::new_v4(),

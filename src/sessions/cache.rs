@@ -249,6 +249,28 @@ impl Trust {
     }
 }
 
+/// A user row for tests that need one without a database.
+#[cfg(test)]
+pub(crate) fn sample_user() -> user::Model {
+    let now = Utc::now();
+    user::Model {
+        id: Uuid::new_v4(),
+        username_key: "sam".into(),
+        username: "sam".into(),
+        email_key: None,
+        email: None,
+        password_hash: String::new(),
+        name: None,
+        time_zone: None,
+        language: None,
+        theme: None,
+        settings: None,
+        created_at: now,
+        updated_at: now,
+        password_changed_at: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,19 +279,7 @@ mod tests {
         let now = Utc::now();
         let user = user::Model {
             id: uid,
-            username_key: "sam".into(),
-            username: "sam".into(),
-            email_key: None,
-            email: None,
-            password_hash: String::new(),
-            name: None,
-            time_zone: None,
-            language: None,
-            theme: None,
-            settings: None,
-            created_at: now,
-            updated_at: now,
-            password_changed_at: None,
+            ..sample_user()
         };
         let facts = SessionFacts {
             secret_hash: vec![1],

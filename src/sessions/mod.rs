@@ -29,6 +29,8 @@ use crate::auth::token::{self, Claims, TokenKeys};
 use crate::client::ClientInfo;
 use crate::clock::Clock;
 use crate::error::AppError;
+#[cfg(test)]
+pub(crate) use cache::sample_user;
 use cache::{SessionCache, SessionEntry, SessionFacts};
 pub use cache::{Stale, HEARTBEAT_TIMEOUT};
 pub use last_seen::LastSeen;
@@ -155,10 +157,6 @@ impl SessionStore {
                 last_seen: LastSeen::default(),
             }),
         }
-    }
-
-    pub fn policy(&self) -> &Policy {
-        &self.inner.policy
     }
 
     /// The database the sessions live in, for reads that go with them.
@@ -548,6 +546,7 @@ impl SessionChange {
     /// already and left to the sweep.
     pub async fn close_all(&mut self, user_id: Uuid) -> Result<u64, AppError> {
         self.stale.add(user_id);
+        self.drop_idle(user_id).await?;
         let deleted = session::Entity::delete_many()
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::ExpiresAt.gt(self.store.inner.clock.now()))
@@ -559,6 +558,7 @@ impl SessionChange {
     /// Closes every live session of `user_id` but `keep`; returns how many.
     pub async fn close_others(&mut self, user_id: Uuid, keep: Uuid) -> Result<u64, AppError> {
         self.stale.add(user_id);
+        self.drop_idle(user_id).await?;
         let deleted = session::Entity::delete_many()
             .filter(session::Column::UserId.eq(user_id))
             .filter(session::Column::Id.ne(keep))
@@ -566,6 +566,30 @@ impl SessionChange {
             .exec(&self.txn)
             .await?;
         Ok(deleted.rows_affected)
+    }
+
+    /// Deletes the user's sessions that are idle already, uncounted, so that a close that
+    /// follows counts only sessions the user could still use (those `countSessions` shows).
+    async fn drop_idle(&mut self, user_id: Uuid) -> Result<(), AppError> {
+        let Some(idle) = self.store.inner.policy.idle_timeout else {
+            return Ok(());
+        };
+        let now = self.now();
+        // Read beside the transaction: on SQLite, a transaction that reads before it writes
+        // can be refused its write when another writer got in between.
+        let rows = live_of(user_id, now).all(self.store.db()).await?;
+        let idle_ids: Vec<Uuid> = rows
+            .iter()
+            .filter(|row| now - self.store.last_use(row) >= idle)
+            .map(|row| row.id)
+            .collect();
+        if !idle_ids.is_empty() {
+            session::Entity::delete_many()
+                .filter(session::Column::Id.is_in(idle_ids))
+                .exec(&self.txn)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Closes a session found idle and records why; false when it was already gone.

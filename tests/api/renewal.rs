@@ -184,6 +184,17 @@ async fn idle_sessions_leave_the_lists_and_other_sessions_stay() {
     let reply = server.gql(Some(&active_token), listing, json!({})).await;
     assert_eq!(reply.data("countSessions"), 1);
     assert_eq!(reply.data("sessions"), json!([{ "id": active["session"]["id"] }]));
+    // Closing counts what the user could still use, as countSessions did.
+    let other_login = server.gql(None, LOGIN, json!({ "u": username, "p": PASSWORD })).await;
+    let other_active = str_at(&other_login.data("login"), "/token");
+    let closed = server
+        .gql(Some(&active_token), "mutation { closeOtherSessions }", json!({}))
+        .await;
+    assert_eq!(closed.data("closeOtherSessions"), 1);
+    server
+        .gql(Some(&other_active), ME, json!({}))
+        .await
+        .assert_unauthorized();
     server.gql(Some(&idle_token), ME, json!({})).await.assert_unauthorized();
 }
 
