@@ -35,6 +35,11 @@ pub enum Kind {
     RefreshTokenReused,
     /// The session proved the password again (`reauthenticate`).
     Reauthenticated,
+    TotpEnabled,
+    TotpDisabled,
+    /// A wrong, used or expired TOTP or recovery code.
+    SecondFactorFailed,
+    RecoveryCodeUsed,
 }
 
 impl Kind {
@@ -62,6 +67,10 @@ impl Kind {
             Kind::TokenRefreshed => "token_refreshed",
             Kind::RefreshTokenReused => "refresh_token_reused",
             Kind::Reauthenticated => "reauthenticated",
+            Kind::TotpEnabled => "totp_enabled",
+            Kind::TotpDisabled => "totp_disabled",
+            Kind::SecondFactorFailed => "second_factor_failed",
+            Kind::RecoveryCodeUsed => "recovery_code_used",
         }
     }
 }

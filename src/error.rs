@@ -16,6 +16,10 @@ pub enum AppError {
     InvalidToken,
     #[error("forbidden")]
     Forbidden,
+    /// The password was right and the account has a second factor: no session yet;
+    /// `verifySecondFactor` takes the challenge (API.md §8).
+    #[error("a second factor is required: call verifySecondFactor with the challenge")]
+    SecondFactorRequired { challenge: String },
     /// The operation needs a session that proved its password within `REAUTH_WINDOW`.
     #[error("this operation needs a recent sign-in: call reauthenticate first")]
     ReauthenticationRequired,
@@ -52,6 +56,7 @@ impl AppError {
             AppError::Unauthenticated | AppError::InvalidCredentials | AppError::InvalidToken => "UNAUTHENTICATED",
             AppError::Forbidden => "FORBIDDEN",
             AppError::ReauthenticationRequired => "REAUTHENTICATION_REQUIRED",
+            AppError::SecondFactorRequired { .. } => "SECOND_FACTOR_REQUIRED",
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::Conflict { .. } => "CONFLICT",
             AppError::NotFound => "NOT_FOUND",
@@ -98,6 +103,9 @@ impl From<AppError> for async_graphql::Error {
         }
         if let AppError::RateLimited { retry_after } = &err {
             extensions.set("retryAfter", *retry_after);
+        }
+        if let AppError::SecondFactorRequired { challenge } = &err {
+            extensions.set("challenge", challenge.as_str());
         }
         gql
     }

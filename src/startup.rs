@@ -12,6 +12,7 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 use crate::auth::jwk;
 use crate::auth::password::PasswordHasher;
 use crate::auth::refresh::ChainKey;
+use crate::auth::seal::SealingKey;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -77,17 +78,66 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
             "MAILER=log on an address reachable from other hosts: reset links are written to the log; set SMTP_URL"
         );
     }
+    let sealing = sealing_key(&config, &db).await?;
     Ok(AppState::new(Services {
         limiter: RateLimiter::new(db.clone(), clock.clone(), Limits::from(&config)),
         mailer,
         db,
         tokens,
+        sealing,
         passwords,
         clock,
         sessions,
         metrics: None,
         config: Arc::new(config),
     }))
+}
+
+/// The key TOTP secrets are sealed with, from material that is not in the database: the
+/// configured signing secret or key file, else a key file beside the SQLite database
+/// (`data/gatehouse.key` for `data/gatehouse.db`). On PostgreSQL with neither configured,
+/// the instances can share nothing else, so the key is kept in the database, with a warning.
+async fn sealing_key(config: &Config, db: &DatabaseConnection) -> anyhow::Result<SealingKey> {
+    if let Some(secret) = &config.jwt_secret {
+        return Ok(SealingKey::derive(secret.as_bytes()));
+    }
+    if let Some(path) = &config.jwt_private_key_file {
+        let pem = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(SealingKey::derive(&pem));
+    }
+    if let Some(path) = sqlite_path(&config.database_url).filter(|_| config.is_sqlite()) {
+        return Ok(SealingKey::derive(&key_file(&path.with_extension("key"))?));
+    }
+    tracing::warn!(
+        "neither JWT_SECRET nor JWT_PRIVATE_KEY_FILE is set: TOTP secrets are sealed with a key kept in the database, so a copy of the database can open them"
+    );
+    let key = domain::setting::sealing_key(db)
+        .await
+        .context("loading the sealing key")?;
+    Ok(SealingKey::derive(key.as_bytes()))
+}
+
+/// The random key in `path`, created (0600) on first use.
+fn key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(mut file) => {
+            let key: [u8; 32] = rand::random();
+            std::io::Write::write_all(&mut file, &key).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+    let key = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    anyhow::ensure!(
+        key.len() >= 32,
+        "{} holds no key: remove it to have one made",
+        path.display()
+    );
+    Ok(key)
 }
 
 /// Opens the pool; for SQLite, creates the file's folder and turns on write-ahead logging

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use sea_orm::DatabaseConnection;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::seal::SealingKey;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
@@ -24,6 +25,8 @@ pub struct Services {
     pub db: DatabaseConnection,
     pub config: Arc<Config>,
     pub tokens: Arc<TokenKeys>,
+    /// Seals the secrets the server must read back (TOTP).
+    pub sealing: SealingKey,
     pub passwords: PasswordHasher,
     pub clock: Clock,
     pub mailer: Mailer,

@@ -3,11 +3,14 @@
 
 pub mod attempt;
 pub mod audit_event;
+pub mod login_challenge;
 pub mod password_reset;
 pub mod prelude;
+pub mod recovery_code;
 pub mod server_setting;
 pub mod session;
 pub mod site;
 pub mod site_member;
+pub mod totp_factor;
 pub mod user;
 pub mod user_role;

@@ -7,6 +7,7 @@ mod m20261130_000002_create_audit_and_resets;
 mod m20261130_000003_create_sites;
 mod m20261201_000001_create_attempts;
 mod m20261203_000001_session_renewal;
+mod m20261203_000002_second_factors;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000003_create_sites::Migration),
             Box::new(m20261201_000001_create_attempts::Migration),
             Box::new(m20261203_000001_session_renewal::Migration),
+            Box::new(m20261203_000002_second_factors::Migration),
         ]
     }
 }

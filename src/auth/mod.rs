@@ -5,4 +5,5 @@ pub mod cookie;
 pub mod jwk;
 pub mod password;
 pub mod refresh;
+pub mod seal;
 pub mod token;

@@ -8,10 +8,11 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
+use crate::auth::seal::SealingKey;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
-use crate::domain::{reset, role};
+use crate::domain::{reset, role, second_factor};
 use crate::error::{on_unique, AppError};
 use crate::sessions::{Caller, IssuedSession, SessionChange, SessionStore};
 
@@ -188,11 +189,18 @@ pub async fn login(
         true => Some(passwords.hash(password).await?),
         false => None,
     };
-    // One transaction for the success: the attempt stops counting, the session opens.
+    let second_factor = second_factor::is_enabled(store.db(), user.id).await?;
+    // One transaction for the success: the attempt stops counting, the session opens (or,
+    // with a second factor on, the challenge that will open it).
     let mut change = store.begin().await?;
     attempt.succeeded_in(change.txn()).await?;
     if let Some(rehashed) = rehashed {
         store_rehash(change.txn(), &user, rehashed).await?;
+    }
+    if second_factor {
+        let challenge = second_factor::open_challenge(change.txn(), user.id, now).await?;
+        change.commit().await?;
+        return Err(AppError::SecondFactorRequired { challenge });
     }
     let session = change.open(user.id, client).await?;
     audit::record(change.txn(), now, Event::own(Kind::Login, user.id, client)).await?;
@@ -316,14 +324,38 @@ pub async fn replace_password(
     client: &ClientInfo,
     kind: Kind,
 ) -> Result<SignedIn, AppError> {
+    let user = set_password_closing_sessions(change, user, password_hash, client, kind).await?;
+    let session = change.open(user.id, client).await?;
+    let roles = session.roles.clone();
+    Ok(SignedIn { user, roles, session })
+}
+
+/// `replace_password` for an account with a second factor on: no session opens; the
+/// returned challenge lets `verifySecondFactor` open one.
+pub async fn replace_password_awaiting_factor(
+    change: &mut SessionChange,
+    user: user::Model,
+    password_hash: String,
+    client: &ClientInfo,
+    kind: Kind,
+) -> Result<String, AppError> {
+    let user = set_password_closing_sessions(change, user, password_hash, client, kind).await?;
+    second_factor::open_challenge(change.txn(), user.id, change.now()).await
+}
+
+async fn set_password_closing_sessions(
+    change: &mut SessionChange,
+    user: user::Model,
+    password_hash: String,
+    client: &ClientInfo,
+    kind: Kind,
+) -> Result<user::Model, AppError> {
     let now = change.now();
     let user_id = user.id;
     let user = set_password(change, user, password_hash, now).await?;
     change.close_all(user_id).await?;
-    let session = change.open(user_id, client).await?;
     audit::record(change.txn(), now, Event::own(kind, user_id, client)).await?;
-    let roles = session.roles.clone();
-    Ok(SignedIn { user, roles, session })
+    Ok(user)
 }
 
 /// Checks the password a sensitive change asks for (in the input field `field`). A wrong or
@@ -377,20 +409,47 @@ pub async fn change_password(
     Ok(signed_in)
 }
 
-/// `reauthenticate` with the password: the current session counts as freshly signed in
-/// (API.md §8). A wrong password is `BAD_USER_INPUT` on `password` and a failed login.
+/// What `reauthenticate` is given: the password, or a second factor.
+pub enum Credential<'a> {
+    Password(&'a str),
+    Factor(second_factor::Proof<'a>),
+}
+
+/// The collaborators that check a credential.
+pub struct CredentialChecks<'a> {
+    pub limiter: &'a RateLimiter,
+    pub passwords: &'a PasswordHasher,
+    pub sealing: &'a SealingKey,
+}
+
+/// `reauthenticate`: the current session counts as freshly signed in (API.md §8). A wrong
+/// password is `BAD_USER_INPUT` on `password`, a wrong code on its own field; either counts
+/// as a failed login of the user.
 pub async fn reauthenticate(
     store: &SessionStore,
-    limiter: &RateLimiter,
-    passwords: &PasswordHasher,
+    checks: CredentialChecks<'_>,
     caller: &Caller,
-    password: &str,
+    credential: Credential<'_>,
     client: &ClientInfo,
 ) -> Result<session::Model, AppError> {
     let user = find(store.db(), caller.user_id)
         .await?
         .ok_or(AppError::Unauthenticated)?;
-    confirm_password(limiter, passwords, &user, ("password", Some(password)), client).await?;
+    match credential {
+        Credential::Password(password) => {
+            confirm_password(
+                checks.limiter,
+                checks.passwords,
+                &user,
+                ("password", Some(password)),
+                client,
+            )
+            .await?
+        }
+        Credential::Factor(proof) => {
+            second_factor::confirm_factor(store, checks.limiter, checks.sealing, &user, proof, client).await?
+        }
+    }
     let mut change = store.begin().await?;
     if !change.mark_authenticated(caller.user_id, caller.session_id).await? {
         return Err(AppError::InvalidToken);

@@ -12,6 +12,7 @@ pub mod profile;
 pub mod rate_limit;
 pub mod reset;
 pub mod role;
+pub mod second_factor;
 pub mod session;
 pub mod setting;
 pub mod site;

@@ -14,6 +14,7 @@ use crate::client::ClientInfo;
 use crate::domain::account::{self, SignedIn};
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
+use crate::domain::second_factor;
 use crate::error::AppError;
 use crate::mail::{Mail, Mailer};
 use crate::sessions::SessionStore;
@@ -162,6 +163,16 @@ pub async fn reset(
         .await?;
     if consumed.rows_affected != 1 {
         return Err(invalid());
+    }
+    // With a second factor on, a mailed link alone does not sign in: the password is reset
+    // and the login waits for the factor.
+    if second_factor::is_enabled(store.db(), user.id).await? {
+        let challenge =
+            account::replace_password_awaiting_factor(&mut change, user, password_hash, client, Kind::PasswordReset)
+                .await?;
+        change.commit().await?;
+        attempt.succeeded(limiter).await?;
+        return Err(AppError::SecondFactorRequired { challenge });
     }
     let signed_in = account::replace_password(&mut change, user, password_hash, client, Kind::PasswordReset).await?;
     change.commit().await?;

@@ -5,9 +5,9 @@ use uuid::Uuid;
 
 use crate::domain::account::NewAccount;
 use crate::domain::page::PageRequest;
-use crate::domain::{admin, audit, session};
+use crate::domain::{admin, audit, second_factor, session};
 use crate::graphql::connection::{AuditEventConnection, UserConnection};
-use crate::graphql::guard::RequireRole;
+use crate::graphql::guard::{FreshSession, RequireRole};
 use crate::graphql::types::{AuditEvent, User};
 use crate::graphql::ContextExt;
 
@@ -142,5 +142,17 @@ impl AdminMutation {
     ) -> Result<i32> {
         let closed = session::close_all(&ctx.state().sessions, ctx.caller()?.user_id, user_id, ctx.client()).await?;
         Ok(i32::try_from(closed).unwrap_or(i32::MAX))
+    }
+
+    /// Turns TOTP off for a user who lost their device (recorded as `totp_disabled` with the admin as actor);
+    /// false when it was not on. Admins only, with a fresh session.
+    #[graphql(guard = "RequireRole::admin().and(FreshSession)")]
+    async fn disable_user_totp(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The user's id.")] user_id: Uuid,
+    ) -> Result<bool> {
+        let actor = ctx.caller()?.user_id;
+        Ok(second_factor::disable(&ctx.state().sessions, actor, user_id, ctx.client()).await?)
     }
 }

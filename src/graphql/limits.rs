@@ -29,6 +29,7 @@ const CREDENTIAL_FIELDS: &[&str] = &[
     "resetPassword",
     "reauthenticate",
     "refreshSession",
+    "verifySecondFactor",
 ];
 
 pub struct Limits {

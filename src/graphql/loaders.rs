@@ -86,6 +86,19 @@ impl Loader<Uuid> for MembershipsByUser {
     }
 }
 
+/// Whether each user has TOTP on (a key missing from the answer: off).
+pub struct TotpEnabledByUser(pub DatabaseConnection);
+
+impl Loader<Uuid> for TotpEnabledByUser {
+    type Value = bool;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let enabled = crate::domain::second_factor::enabled_among(&self.0, keys).await?;
+        Ok(enabled.into_iter().map(|id| (id, true)).collect())
+    }
+}
+
 fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
     for row in rows {
@@ -104,6 +117,7 @@ pub struct Loaders {
     sites: OnceLock<Loaded<SiteById>>,
     memberships_by_site: OnceLock<Loaded<MembershipsBySite>>,
     memberships_by_user: OnceLock<Loaded<MembershipsByUser>>,
+    totp_enabled: OnceLock<Loaded<TotpEnabledByUser>>,
 }
 
 fn fresh<T: Loader<Uuid>>(loader: T) -> Loaded<T> {
@@ -127,6 +141,11 @@ impl Loaders {
     pub fn memberships_by_user(&self) -> &Loaded<MembershipsByUser> {
         self.memberships_by_user
             .get_or_init(|| fresh(MembershipsByUser(self.db.clone())))
+    }
+
+    pub fn totp_enabled(&self) -> &Loaded<TotpEnabledByUser> {
+        self.totp_enabled
+            .get_or_init(|| fresh(TotpEnabledByUser(self.db.clone())))
     }
 
     /// Loads the members of `site_ids` with their users in one joined query, and hands both to
@@ -161,5 +180,6 @@ pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async
         sites: OnceLock::new(),
         memberships_by_site: OnceLock::new(),
         memberships_by_user: OnceLock::new(),
+        totp_enabled: OnceLock::new(),
     })
 }

@@ -9,6 +9,7 @@ pub mod guard;
 pub mod limits;
 pub mod loaders;
 pub mod partial;
+pub(crate) mod second_factor;
 mod session;
 pub mod site;
 pub mod types;
@@ -37,6 +38,7 @@ pub struct Query(
 pub struct Mutation(
     account::AccountMutation,
     session::SessionMutation,
+    second_factor::SecondFactorMutation,
     site::SiteMutation,
     admin::AdminMutation,
 );

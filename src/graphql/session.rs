@@ -7,8 +7,8 @@ use uuid::Uuid;
 use crate::auth::cookie;
 use crate::domain::audit::Kind;
 use crate::domain::{account, session};
-use crate::error::AppError;
 use crate::graphql::guard::RequireRole;
+use crate::graphql::second_factor;
 use crate::graphql::types::{AuthPayload, Session};
 use crate::graphql::ContextExt;
 
@@ -121,8 +121,8 @@ impl SessionMutation {
         Ok(signed_in.into())
     }
 
-    /// Proves the password again, so that the current session counts as fresh for
-    /// `REAUTH_WINDOW` seconds. A wrong password is BAD_USER_INPUT on `password`, counted as a
+    /// Proves the password (or, with TOTP on, a code or a recovery code) again, so that the current session
+    /// counts as fresh for `REAUTH_WINDOW` seconds. A wrong one is BAD_USER_INPUT on its field, counted as a
     /// failed login.
     #[graphql(guard = "RequireRole::user()")]
     async fn reauthenticate(
@@ -131,30 +131,15 @@ impl SessionMutation {
         #[graphql(desc = "Exactly one of password, code and recoveryCode.")] input: ReauthenticateInput,
     ) -> Result<Session> {
         let (state, caller) = (ctx.state(), ctx.caller()?);
-        let password = match (input.password, input.code, input.recovery_code) {
-            (Some(password), None, None) => password,
-            (None, Some(_), None) => return Err(no_second_factor("code").into()),
-            (None, None, Some(_)) => return Err(no_second_factor("recoveryCode").into()),
-            _ => {
-                let message = "give exactly one of password, code and recoveryCode";
-                return Err(AppError::bad_input("input", message).into());
-            }
+        let credential = second_factor::credential(&input.password, &input.code, &input.recovery_code)?;
+        let checks = account::CredentialChecks {
+            limiter: &state.limiter,
+            passwords: &state.passwords,
+            sealing: &state.sealing,
         };
-        let row = account::reauthenticate(
-            &state.sessions,
-            &state.limiter,
-            &state.passwords,
-            &caller,
-            &password,
-            ctx.client(),
-        )
-        .await?;
+        let row = account::reauthenticate(&state.sessions, checks, &caller, credential, ctx.client()).await?;
         Ok(Session::new(row, Some(caller.session_id)))
     }
-}
-
-fn no_second_factor(field: &'static str) -> AppError {
-    AppError::bad_input(field, "no second factor is enabled for this account")
 }
 
 // API.md §3: cleared whether the request came with the cookie or with a bearer token.

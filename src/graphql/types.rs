@@ -118,6 +118,13 @@ impl User {
         self.row.password_changed_at
     }
 
+    /// Whether TOTP is on; only the user themself and admins may read it.
+    #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
+    async fn totp_enabled(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
+        let loader = ctx.data_unchecked::<Loaders>().totp_enabled();
+        Ok(Some(loader.load_one(self.row.id).await?.unwrap_or(false)))
+    }
+
     /// The user's roles on sites: all of them for the user themself and admins, otherwise
     /// those on sites the caller holds a role on too.
     async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {

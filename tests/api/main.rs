@@ -26,6 +26,7 @@ mod reset;
 mod revocation;
 mod revocation_model;
 mod scale_out;
+mod second_factor;
 mod sessions;
 mod signup;
 mod site_mutations;
