@@ -40,6 +40,7 @@ pub enum Kind {
     /// A wrong, used or expired TOTP or recovery code.
     SecondFactorFailed,
     RecoveryCodeUsed,
+    EmailVerified,
 }
 
 impl Kind {
@@ -71,6 +72,7 @@ impl Kind {
             Kind::TotpDisabled => "totp_disabled",
             Kind::SecondFactorFailed => "second_factor_failed",
             Kind::RecoveryCodeUsed => "recovery_code_used",
+            Kind::EmailVerified => "email_verified",
         }
     }
 }

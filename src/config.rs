@@ -108,6 +108,18 @@ pub struct Config {
     )]
     pub reset_url_template: String,
 
+    /// Require a verified e-mail: signup needs an address, and an unverified one cannot log in (EMAIL_NOT_VERIFIED).
+    #[arg(long, env = "REQUIRE_VERIFIED_EMAIL", default_value_t = false, action = ArgAction::Set)]
+    pub require_verified_email: bool,
+
+    /// The link in a verification mail; `{token}` is replaced by the verification token.
+    #[arg(
+        long,
+        env = "VERIFY_URL_TEMPLATE",
+        default_value = "http://127.0.0.1:8080/verify-email?token={token}"
+    )]
+    pub verify_url_template: String,
+
     /// Failed logins allowed per case-folded username (from any address) within RATE_LIMIT_WINDOW; 0 turns the limit off.
     #[arg(long, env = "RATE_LIMIT_LOGIN_USER", default_value_t = 10)]
     pub rate_limit_login_user: u32,
@@ -231,6 +243,9 @@ impl Config {
         if !self.reset_url_template.contains("{token}") {
             return Err("RESET_URL_TEMPLATE must contain {token}".into());
         }
+        if !self.verify_url_template.contains("{token}") {
+            return Err("VERIFY_URL_TEMPLATE must contain {token}".into());
+        }
         let max_window = crate::domain::rate_limit::MAX_WINDOW_SECONDS;
         if self.rate_limit_window == 0 || self.rate_limit_window > max_window as u64 {
             return Err(format!("RATE_LIMIT_WINDOW must be 1 to {max_window} seconds"));
@@ -288,6 +303,8 @@ impl Config {
             smtp_url: None,
             mail_from: "gatehouse@localhost".into(),
             reset_url_template: "http://127.0.0.1:8080/reset-password?token={token}".into(),
+            require_verified_email: false,
+            verify_url_template: "http://127.0.0.1:8080/verify-email?token={token}".into(),
             rate_limit_login_user: 10,
             rate_limit_login_ip: 100,
             rate_limit_signup_ip: 20,

@@ -20,6 +20,9 @@ pub enum AppError {
     /// `verifySecondFactor` takes the challenge (API.md §8).
     #[error("a second factor is required: call verifySecondFactor with the challenge")]
     SecondFactorRequired { challenge: String },
+    /// `REQUIRE_VERIFIED_EMAIL` is on and the account's address is not verified.
+    #[error("the e-mail address is not verified: follow the link mailed to it")]
+    EmailNotVerified,
     /// The operation needs a session that proved its password within `REAUTH_WINDOW`.
     #[error("this operation needs a recent sign-in: call reauthenticate first")]
     ReauthenticationRequired,
@@ -57,6 +60,7 @@ impl AppError {
             AppError::Forbidden => "FORBIDDEN",
             AppError::ReauthenticationRequired => "REAUTHENTICATION_REQUIRED",
             AppError::SecondFactorRequired { .. } => "SECOND_FACTOR_REQUIRED",
+            AppError::EmailNotVerified => "EMAIL_NOT_VERIFIED",
             AppError::BadUserInput { .. } => "BAD_USER_INPUT",
             AppError::Conflict { .. } => "CONFLICT",
             AppError::NotFound => "NOT_FOUND",

@@ -12,6 +12,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reset::ResetMail;
+use crate::domain::verification::VerifyMail;
 use crate::mail::Mailer;
 use crate::sessions::SessionStore;
 
@@ -40,6 +41,15 @@ pub struct Services {
 impl AppState {
     pub fn new(services: Services) -> Self {
         AppState(Arc::new(services))
+    }
+
+    /// How verification links go out, and whether signing in waits for them.
+    pub fn email_policy(&self) -> (VerifyMail, bool) {
+        let mail = VerifyMail {
+            mailer: self.mailer.clone(),
+            link_template: self.config.verify_url_template.clone(),
+        };
+        (mail, self.config.require_verified_email)
     }
 
     /// How reset links go out: through this state's mailer, with the configured template.

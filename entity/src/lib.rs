@@ -3,6 +3,7 @@
 
 pub mod attempt;
 pub mod audit_event;
+pub mod email_verification;
 pub mod login_challenge;
 pub mod password_reset;
 pub mod prelude;

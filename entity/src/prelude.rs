@@ -2,6 +2,7 @@
 
 pub use super::attempt::Entity as Attempt;
 pub use super::audit_event::Entity as AuditEvent;
+pub use super::email_verification::Entity as EmailVerification;
 pub use super::login_challenge::Entity as LoginChallenge;
 pub use super::password_reset::Entity as PasswordReset;
 pub use super::recovery_code::Entity as RecoveryCode;

@@ -12,6 +12,7 @@ use crate::auth::seal::SealingKey;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
+use crate::domain::verification::{self, VerifyMail};
 use crate::domain::{reset, role, second_factor};
 use crate::error::{on_unique, AppError};
 use crate::sessions::{Caller, IssuedSession, SessionChange, SessionStore};
@@ -116,6 +117,7 @@ pub async fn insert_user(
         created_at: Set(now),
         updated_at: Set(now),
         password_changed_at: Set(Some(now)),
+        email_verified_at: Set(None),
     };
     let user = user::Entity::insert(row)
         .exec_with_returning(change.txn())
@@ -127,24 +129,45 @@ pub async fn insert_user(
     Ok(user)
 }
 
-/// Creates an account with role `user` and opens its first session, all in one transaction.
+/// How e-mail addresses are verified (API.md §8): the link mail, and whether signing in
+/// waits for it (`REQUIRE_VERIFIED_EMAIL`).
+#[derive(Clone, Copy)]
+pub struct EmailPolicy<'a> {
+    pub mail: &'a VerifyMail,
+    pub required: bool,
+}
+
+/// Creates an account with role `user` and opens its first session, all in one transaction;
+/// a given address is mailed a verification link. With verification required, an address is
+/// needed and no session opens: the answer is `EMAIL_NOT_VERIFIED`.
 pub async fn signup(
     store: &SessionStore,
     limiter: &RateLimiter,
     passwords: &PasswordHasher,
+    email_policy: EmailPolicy<'_>,
     new: NewAccount,
     client: &ClientInfo,
 ) -> Result<SignedIn, AppError> {
     // Every signup counts against the address, the successful ones above all (mass creation).
     let _counted = limiter.admit(Action::Signup, None, client.ip).await?;
     let email = check_new_account(&new)?;
+    if email_policy.required && email.is_none() {
+        return Err(AppError::bad_input("email", "an e-mail address is required"));
+    }
     let password_hash = passwords.hash(&new.password).await?;
     let now = store.now();
     let mut change = store.begin().await?;
     let user = insert_user(&mut change, new, email, password_hash, &[], now).await?;
-    let session = change.open(user.id, client).await?;
+    let session = match email_policy.required {
+        true => None,
+        false => Some(change.open(user.id, client).await?),
+    };
     audit::record(change.txn(), now, Event::own(Kind::Signup, user.id, client)).await?;
     change.commit().await?;
+    verification::send_in_background(store, limiter, email_policy.mail, user.clone());
+    let Some(session) = session else {
+        return Err(AppError::EmailNotVerified);
+    };
     Ok(SignedIn {
         user,
         roles: vec![role::USER.into()],
@@ -159,6 +182,7 @@ pub async fn login(
     store: &SessionStore,
     limiter: &RateLimiter,
     passwords: &PasswordHasher,
+    email_policy: EmailPolicy<'_>,
     username: &str,
     password: &str,
     client: &ClientInfo,
@@ -184,6 +208,13 @@ pub async fn login(
             return Err(AppError::InvalidCredentials);
         }
     };
+    if email_policy.required && !verification::is_verified(&user) {
+        // The password was right: not a failed login. The owner gets a fresh link, as they
+        // have no other way to ask for one before signing in.
+        attempt.succeeded(limiter).await?;
+        verification::send_in_background(store, limiter, email_policy.mail, user);
+        return Err(AppError::EmailNotVerified);
+    }
     // A hash made at an older cost is replaced while the password is at hand.
     let rehashed = match passwords.needs_rehash(&user.password_hash) {
         true => Some(passwords.hash(password).await?),

@@ -16,3 +16,4 @@ pub mod second_factor;
 pub mod session;
 pub mod setting;
 pub mod site;
+pub mod verification;

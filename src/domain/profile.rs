@@ -14,6 +14,7 @@ use crate::domain::account::{self, USER_UNIQUE_FIELDS};
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::domain::reset;
+use crate::domain::verification::{self, VerifyMail};
 use crate::error::{on_unique, AppError};
 use crate::mail::{Mail, Mailer};
 use crate::sessions::SessionStore;
@@ -49,6 +50,8 @@ pub struct Checks<'a> {
     pub limiter: &'a RateLimiter,
     pub passwords: &'a PasswordHasher,
     pub mailer: &'a Mailer,
+    /// Where the link that verifies a new address goes out.
+    pub verify_mail: &'a VerifyMail,
 }
 
 fn check_time_zone(zone: &str) -> Result<(), AppError> {
@@ -132,6 +135,10 @@ pub async fn update(
         email_changes = email != old_email;
         row.email_key = Set(email.as_ref().map(|e| e.to_lowercase()));
         row.email = Set(email);
+        if email_changes {
+            // A new address starts unverified (API.md §8).
+            row.email_verified_at = Set(None);
+        }
         changed.push("email");
     }
     if let Some(zone) = decide(changes.time_zone, |z| check_time_zone(z))? {
@@ -182,6 +189,9 @@ pub async fn update(
     change.commit().await?;
     if let Some(attempt) = email_attempt {
         attempt.succeeded(checks.limiter).await?;
+    }
+    if email_changes {
+        verification::send_in_background(store, checks.limiter, checks.verify_mail, updated.clone());
     }
     if let (true, Some(old_email)) = (email_changes, old_email) {
         // The change is made; a mail that cannot be sent is logged, not turned into an error.

@@ -32,6 +32,8 @@ pub enum Action {
     /// `requestPasswordReset` (every request, per address, and per account once the account
     /// is found) and `resetPassword` (failures, per address).
     Reset,
+    /// Verification mails, per account, within the same limit as reset mails.
+    Verify,
 }
 
 impl Action {
@@ -40,6 +42,7 @@ impl Action {
             Action::Login => "login",
             Action::Signup => "signup",
             Action::Reset => "reset",
+            Action::Verify => "verify",
         }
     }
 }
@@ -115,6 +118,7 @@ impl RateLimiter {
             Action::Login => (limits.login_user, limits.login_ip),
             Action::Signup => (0, limits.signup_ip),
             Action::Reset => (limits.reset_user, limits.reset_ip),
+            Action::Verify => (limits.reset_user, 0),
         };
         // Each check: the column, the value to match and the limit; 0 turns a limit off.
         let mut checks = Vec::new();

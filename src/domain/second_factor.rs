@@ -315,6 +315,13 @@ pub async fn confirm_factor(
     client: &ClientInfo,
 ) -> Result<(), AppError> {
     let now = store.now();
+    if !is_enabled(store.db(), user.id).await? {
+        // Nothing to guess at: not a failed login.
+        return Err(AppError::bad_input(
+            proof.field(),
+            "no second factor is enabled for this account",
+        ));
+    }
     let attempt = limiter.admit(Action::Login, Some(&user.username), client.ip).await?;
     let accepted = match check(store.db(), sealing, user, &proof, now).await? {
         Some(accepted) => accepted,

@@ -5,9 +5,9 @@ use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, Result};
 use uuid::Uuid;
 
 use crate::auth::cookie;
-use crate::domain::account::{self, NewAccount, SignedIn};
+use crate::domain::account::{self, EmailPolicy, NewAccount, SignedIn};
 use crate::domain::profile::{self, ProfileChanges};
-use crate::domain::reset;
+use crate::domain::{reset, verification};
 use crate::graphql::guard::{RequireRole, SelfOrAdmin};
 use crate::graphql::types::{AuthPayload, User};
 use crate::graphql::{change, ContextExt};
@@ -122,7 +122,17 @@ impl AccountMutation {
             name: input.name,
         };
         let state = ctx.state();
-        let signed_in = account::signup(&state.sessions, &state.limiter, &state.passwords, new, ctx.client()).await?;
+        let (mail, required) = state.email_policy();
+        let email_policy = EmailPolicy { mail: &mail, required };
+        let signed_in = account::signup(
+            &state.sessions,
+            &state.limiter,
+            &state.passwords,
+            email_policy,
+            new,
+            ctx.client(),
+        )
+        .await?;
         Ok(start_session(ctx, signed_in))
     }
 
@@ -134,10 +144,12 @@ impl AccountMutation {
     ) -> Result<AuthPayload> {
         let state = ctx.state();
         let (username, password) = (&input.username, &input.password);
+        let (mail, required) = state.email_policy();
         let signed_in = account::login(
             &state.sessions,
             &state.limiter,
             &state.passwords,
+            EmailPolicy { mail: &mail, required },
             username,
             password,
             ctx.client(),
@@ -187,10 +199,12 @@ impl AccountMutation {
             current_password: input.current_password,
         };
         let state = ctx.state();
+        let (verify_mail, _) = state.email_policy();
         let checks = profile::Checks {
             limiter: &state.limiter,
             passwords: &state.passwords,
             mailer: &state.mailer,
+            verify_mail: &verify_mail,
         };
         let row = profile::update(&state.sessions, checks, caller.user_id, changes, ctx.client()).await?;
         Ok(User::new(row, Some(caller.roles.clone())))
@@ -215,6 +229,28 @@ impl AccountMutation {
         )
         .await?;
         Ok(true)
+    }
+
+    /// Mails a link that verifies the caller's e-mail address (valid 24 hours, once); none when it is verified
+    /// already. An account without an address is BAD_USER_INPUT on `email`.
+    #[graphql(guard = "RequireRole::user()")]
+    async fn request_email_verification(&self, ctx: &Context<'_>) -> Result<bool> {
+        let state = ctx.state();
+        let (mail, _) = state.email_policy();
+        verification::request(&state.sessions, &state.limiter, &mail, ctx.caller()?.user_id).await?;
+        Ok(true)
+    }
+
+    /// Verifies the address a link was mailed to, with the token from the link. An unknown, used or expired
+    /// token, or one for an address since replaced, is BAD_USER_INPUT on `token`.
+    async fn verify_email(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The token from the verification link.")] token: String,
+    ) -> Result<User> {
+        let user = verification::verify(&ctx.state().sessions, &token, ctx.client()).await?;
+        // Whoever holds the mailed link may see the result, as a signing-in user would.
+        Ok(User::signing_in(user))
     }
 
     /// Sets a new password with a reset token: the token is used up, every session closes and a new one is

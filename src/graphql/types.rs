@@ -7,7 +7,7 @@ use entity::{audit_event as audit_row, session as session_row, user as user_row}
 use uuid::Uuid;
 
 use crate::domain::account::SignedIn;
-use crate::domain::{role, site};
+use crate::domain::{role, site, verification};
 use crate::graphql::guard::SelfOrAdmin;
 use crate::graphql::loaders::Loaders;
 use crate::graphql::site::SiteMembership;
@@ -28,6 +28,16 @@ impl User {
             row,
             roles,
             signing_in: false,
+        }
+    }
+
+    /// A user whose credential this very request proved (a login, a verification link): the
+    /// reader is that user.
+    pub fn signing_in(row: user_row::Model) -> Self {
+        User {
+            row,
+            roles: None,
+            signing_in: true,
         }
     }
 }
@@ -86,6 +96,12 @@ impl User {
     #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
     async fn email(&self) -> Option<&str> {
         self.row.email.as_deref()
+    }
+
+    /// Whether `email` is verified (false without an address); only the user themself and admins may read it.
+    #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
+    async fn email_verified(&self) -> Option<bool> {
+        Some(verification::is_verified(&self.row))
     }
 
     /// Display name.

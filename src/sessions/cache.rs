@@ -268,6 +268,7 @@ pub(crate) fn sample_user() -> user::Model {
         created_at: now,
         updated_at: now,
         password_changed_at: None,
+        email_verified_at: None,
     }
 }
 

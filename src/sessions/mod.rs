@@ -530,6 +530,18 @@ impl SessionChange {
         sea_orm::ActiveModelTrait::update(row, &self.txn).await
     }
 
+    /// Marks the user's e-mail address verified, if it is still `email_key`; false otherwise.
+    pub async fn mark_email_verified(&mut self, user_id: Uuid, email_key: &str) -> Result<bool, AppError> {
+        self.stale.add(user_id);
+        let updated = user::Entity::update_many()
+            .col_expr(user::Column::EmailVerifiedAt, Expr::value(self.now()))
+            .filter(user::Column::Id.eq(user_id))
+            .filter(user::Column::EmailKey.eq(email_key))
+            .exec(&self.txn)
+            .await?;
+        Ok(updated.rows_affected == 1)
+    }
+
     /// Closes one live session of `user_id`; false when there is none by that id.
     pub async fn close(&mut self, user_id: Uuid, session_id: Uuid) -> Result<bool, AppError> {
         self.stale.add(user_id);
@@ -831,6 +843,7 @@ mod tests {
             created_at: Set(now),
             updated_at: Set(now),
             password_changed_at: Set(None),
+            email_verified_at: Set(None),
         };
         let mut change = store.begin().await.unwrap();
         let user = user::Entity::insert(row)

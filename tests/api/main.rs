@@ -9,6 +9,7 @@ mod auth_tokens;
 mod cli;
 mod client_docs;
 mod document_limits;
+mod email_verification;
 mod failure;
 mod fuzz;
 mod gateway_nginx;

@@ -24,9 +24,9 @@ use crate::reset::token_in;
 
 // Server internals are touched only by these functions, so a rename changes them alone.
 
-/// The mails `server` has sent (servers started with an outbox).
+/// The mails `server` has sent (servers started with an outbox), verification links aside.
 fn mails_sent(server: &TestServer) -> Vec<Mail> {
-    server.state.mailer.sent()
+    server.mails_but_verification()
 }
 
 /// Moves `server`'s clock; every instance's clock is stopped at the same time when a run starts.

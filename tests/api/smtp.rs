@@ -1,5 +1,6 @@
-//! The reset flow end to end against a real SMTP server (Python's aiosmtpd, installed by
-//! `.ci/run`): the mail arrives, and its link's token works once, and only once.
+//! The reset and verification flows end to end against a real SMTP server (Python's
+//! aiosmtpd, installed by `.ci/run`): the mail arrives, and its link's token works once, and
+//! only once.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -63,15 +64,28 @@ fn start_receiver(folder: &std::path::Path) -> (Receiver, u16) {
     (Receiver(child), port)
 }
 
-async fn wait_for_mail(folder: &std::path::Path, index: usize) -> String {
-    let path = folder.join(format!("{index}.txt"));
+/// The first `count` mails received, once they have all arrived.
+async fn wait_for_mails(folder: &std::path::Path, count: usize) -> Vec<String> {
     for _ in 0..500 {
-        if let Ok(text) = std::fs::read_to_string(&path) {
-            return text;
+        let mails: Vec<String> = (0..count)
+            .map_while(|i| std::fs::read_to_string(folder.join(format!("{i}.txt"))).ok())
+            .collect();
+        if mails.len() == count {
+            return mails;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no mail {index} arrived");
+    panic!("{count} mails did not arrive");
+}
+
+/// The token of the link starting with `prefix` in the one mail with `subject`.
+fn token_after(mails: &[String], subject: &str, prefix: &str) -> String {
+    let mail = mails
+        .iter()
+        .find(|m| m.contains(&format!("\nSubject: {subject}\n")))
+        .unwrap_or_else(|| panic!("no mail `{subject}` in {mails:?}"));
+    let start = mail.find(prefix).expect("the link") + prefix.len();
+    mail[start..].split_whitespace().next().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -110,14 +124,13 @@ async fn reset_mail_arrives_over_smtp_and_its_token_works_once() {
         true
     );
 
-    let mail = wait_for_mail(folder.path(), 0).await;
+    // The signup's verification link and the reset link.
+    let mails = wait_for_mails(folder.path(), 2).await;
     assert!(
-        mail.starts_with(&format!("To: {email}\nSubject: Reset your password")),
-        "{mail}"
+        mails.iter().all(|m| m.starts_with(&format!("To: {email}\n"))),
+        "{mails:?}"
     );
-    let start = mail.find("https://app.example.com/reset#token=").expect("the link")
-        + "https://app.example.com/reset#token=".len();
-    let token = mail[start..].split_whitespace().next().unwrap().to_owned();
+    let token = token_after(&mails, "Reset your password", "https://app.example.com/reset#token=");
 
     let reset =
         "mutation($t: String!) { resetPassword(input: {token: $t, newPassword: \"fresh passphrase here\"}) { token } }";
@@ -129,5 +142,44 @@ async fn reset_mail_arrives_over_smtp_and_its_token_works_once() {
     let reply = server.gql(None, reset, json!({ "t": token })).await;
     reply.assert_code("BAD_USER_INPUT");
     // Only the real account got a mail.
-    assert!(!folder.path().join("1.txt").exists());
+    assert!(!folder.path().join("2.txt").exists());
+}
+
+#[tokio::test]
+#[ignore = "needs Python's aiosmtpd; .ci/run installs it and runs this"]
+async fn verification_mail_arrives_over_smtp_and_its_token_works_once() {
+    let folder = tempfile::tempdir().unwrap();
+    let (_receiver, port) = start_receiver(folder.path());
+    let config = Config {
+        smtp_url: Some(format!("smtp://127.0.0.1:{port}")),
+        verify_url_template: "https://app.example.com/verify?t={token}".into(),
+        ..Config::for_test()
+    };
+    let server = TestServer::start(config).await;
+    let username = unique("verified");
+    let email = format!("{username}@example.com");
+    let signup = "mutation($u: String!, $e: String) { signup(input: {username: $u, password: \"correct horse battery staple\", email: $e}) { token } }";
+    let token = str_at(
+        &server
+            .gql(None, signup, json!({ "u": username, "e": email }))
+            .await
+            .data("signup"),
+        "/token",
+    );
+    let mails = wait_for_mails(folder.path(), 1).await;
+    assert!(mails[0].starts_with(&format!("To: {email}\n")), "{mails:?}");
+    let link = token_after(
+        &mails,
+        "Verify your e-mail address",
+        "https://app.example.com/verify?t=",
+    );
+    let verify = "mutation($t: String!) { verifyEmail(token: $t) { emailVerified } }";
+    let verified = server.gql(None, verify, json!({ "t": link })).await.data("verifyEmail");
+    assert_eq!(verified["emailVerified"], true);
+    server
+        .gql(None, verify, json!({ "t": link }))
+        .await
+        .assert_code("BAD_USER_INPUT");
+    let me = server.gql(Some(&token), "{ me { emailVerified } }", json!({})).await;
+    assert_eq!(me.data("me")["emailVerified"], true);
 }

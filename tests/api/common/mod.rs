@@ -205,6 +205,17 @@ impl TestServer {
         (self, token)
     }
 
+    /// The mails sent so far, but for the e-mail verification links that every signup with an
+    /// address sends in the background (servers started with an outbox).
+    pub fn mails_but_verification(&self) -> Vec<gatehouse::mail::Mail> {
+        self.state
+            .mailer
+            .sent()
+            .into_iter()
+            .filter(|mail| mail.subject != "Verify your e-mail address")
+            .collect()
+    }
+
     /// Stops the server, letting in-flight requests finish.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {
