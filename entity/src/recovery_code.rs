@@ -1,4 +1,5 @@
-//! One single-use recovery code of a user with TOTP on: only its SHA-256 is kept.
+//! One single-use recovery code of a user with TOTP on: only the SHA-256 of a random salt and
+//! the code is kept (the codes are 50 bits, short enough to type, so each gets its own salt).
 
 use sea_orm::entity::prelude::*;
 
@@ -6,8 +7,10 @@ use sea_orm::entity::prelude::*;
 #[sea_orm(table_name = "recovery_codes")]
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
-    pub code_hash: Vec<u8>,
+    pub id: Uuid,
     pub user_id: Uuid,
+    pub salt: Vec<u8>,
+    pub code_hash: Vec<u8>,
     pub used_at: Option<DateTimeUtc>,
 }
 

@@ -1,6 +1,6 @@
 //! Second factors (API.md §8): a user's TOTP secret (sealed, never stored in the clear), the
-//! hashes of their recovery codes, and the single-use challenges of logins waiting for a
-//! second factor.
+//! salted hashes of their recovery codes, and the single-use challenges of logins waiting
+//! for a second factor.
 
 use sea_orm_migration::prelude::*;
 
@@ -39,13 +39,10 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RecoveryCodes::Table)
                     .if_not_exists()
-                    .col(
-                        ColumnDef::new(RecoveryCodes::CodeHash)
-                            .binary()
-                            .not_null()
-                            .primary_key(),
-                    )
+                    .col(ColumnDef::new(RecoveryCodes::Id).uuid().not_null().primary_key())
                     .col(ColumnDef::new(RecoveryCodes::UserId).uuid().not_null())
+                    .col(ColumnDef::new(RecoveryCodes::Salt).binary().not_null())
+                    .col(ColumnDef::new(RecoveryCodes::CodeHash).binary().not_null())
                     .col(ColumnDef::new(RecoveryCodes::UsedAt).timestamp_with_time_zone())
                     .foreign_key(
                         ForeignKey::create()
@@ -134,6 +131,8 @@ enum TotpFactors {
 #[derive(DeriveIden)]
 enum RecoveryCodes {
     Table,
+    Id,
+    Salt,
     CodeHash,
     UserId,
     UsedAt,

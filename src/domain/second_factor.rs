@@ -2,9 +2,10 @@
 //! steps, one step of drift) with ten single-use recovery codes, and the challenges of logins
 //! that proved their password and wait for a second factor.
 //!
-//! Secrets are sealed (`auth::seal`); recovery codes and challenge tickets are kept only as
-//! SHA-256 hashes (they are random, 50 and 256 bits, so a fast hash is enough). A code is
-//! accepted once: its step must be later than the last step accepted.
+//! Secrets are sealed (`auth::seal`). Challenge tickets (256 random bits) are kept as SHA-256
+//! hashes; recovery codes (50 random bits, short enough to type) as the SHA-256 of a random
+//! salt of their own and the code (ASVS 2.6.2). A code is accepted once: its step must be
+//! later than the last step accepted.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -12,10 +13,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::{login_challenge, recovery_code, totp_factor, user};
 use rand::Rng;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    TransactionTrait,
-};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
@@ -163,10 +161,15 @@ pub async fn confirm_enrollment(
         .exec(&txn)
         .await?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| new_recovery_code()).collect();
-    let rows = codes.iter().map(|code| recovery_code::ActiveModel {
-        code_hash: Set(secret_hash(&normalize_recovery_code(code))),
-        user_id: Set(user.id),
-        used_at: Set(None),
+    let rows = codes.iter().map(|code| {
+        let salt: [u8; 16] = rand::random();
+        recovery_code::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            user_id: Set(user.id),
+            code_hash: Set(salted_hash(&salt, code)),
+            salt: Set(salt.to_vec()),
+            used_at: Set(None),
+        }
     });
     recovery_code::Entity::insert_many(rows)
         .exec_without_returning(&txn)
@@ -343,7 +346,7 @@ pub async fn confirm_factor(
 /// A proof found right, to be spent in the transaction that uses it.
 enum Accepted {
     Step(i64),
-    RecoveryCode(Vec<u8>),
+    RecoveryCode(Uuid),
 }
 
 impl Accepted {
@@ -363,10 +366,10 @@ impl Accepted {
                     .exec(conn)
                     .await?
             }
-            Accepted::RecoveryCode(hash) => {
+            Accepted::RecoveryCode(id) => {
                 recovery_code::Entity::update_many()
                     .col_expr(recovery_code::Column::UsedAt, Expr::value(now))
-                    .filter(recovery_code::Column::CodeHash.eq(hash.clone()))
+                    .filter(recovery_code::Column::Id.eq(*id))
                     .filter(recovery_code::Column::UserId.eq(user_id))
                     .filter(recovery_code::Column::UsedAt.is_null())
                     .exec(conn)
@@ -400,13 +403,16 @@ async fn check(
                 .map(Accepted::Step))
         }
         Proof::RecoveryCode(code) => {
-            let hash = secret_hash(&normalize_recovery_code(code));
-            let unused = recovery_code::Entity::find_by_id(hash.clone())
+            use subtle::ConstantTimeEq;
+            let unused = recovery_code::Entity::find()
                 .filter(recovery_code::Column::UserId.eq(user.id))
                 .filter(recovery_code::Column::UsedAt.is_null())
-                .count(conn)
+                .all(conn)
                 .await?;
-            Ok((unused == 1).then_some(Accepted::RecoveryCode(hash)))
+            Ok(unused
+                .into_iter()
+                .find(|row| bool::from(salted_hash(&row.salt, code).ct_eq(&row.code_hash)))
+                .map(|row| Accepted::RecoveryCode(row.id)))
         }
     }
 }
@@ -439,6 +445,15 @@ fn new_recovery_code() -> String {
     let mut pick = || RECOVERY_ALPHABET[rng.gen_range(0..RECOVERY_ALPHABET.len())] as char;
     let (left, right): (String, String) = ((0..5).map(|_| pick()).collect(), (0..5).map(|_| pick()).collect());
     format!("{left}-{right}")
+}
+
+/// What a recovery code is stored as: SHA-256 of its salt and the code as normalized.
+fn salted_hash(salt: &[u8], code: &str) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    hasher.update(salt);
+    hasher.update(normalize_recovery_code(code).as_bytes());
+    hasher.finalize().to_vec()
 }
 
 /// Case, spaces and dashes do not matter when a recovery code is typed back.
