@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The client tests: GraphQL Code Generator and tsc over the committed schema.graphql, Apollo
-# Client in bearer mode (Node) and cookie mode (Chromium, cross-origin), and GraphiQL in
-# Chromium with no other host reachable. Each program starts its own release gatehouse.
+# Client in bearer mode (Node, also renewing short tokens) and cookie mode (Chromium,
+# cross-origin), and GraphiQL in Chromium with no other host reachable. Each program starts its
+# own release gatehouse.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -21,6 +22,7 @@ npm run -s typecheck
 npm run -s bundle
 
 npx tsx src/bearer.ts
+npx tsx src/refresh.ts
 npx tsx --conditions=development src/partial.ts
 npx tsx src/persisted.ts
 npx tsx src/cookie.ts
