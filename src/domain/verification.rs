@@ -75,6 +75,9 @@ pub async fn send(store: &SessionStore, mail: &VerifyMail, user: &user::Model) -
 /// at most `RATE_LIMIT_RESET_USER` links per account and window (as many as reset mails,
 /// counted apart), so nobody can flood a mailbox through it.
 pub fn send_in_background(store: &SessionStore, limiter: &RateLimiter, mail: &VerifyMail, user: user::Model) {
+    if user.email.is_none() {
+        return;
+    }
     let (store, limiter, mail) = (store.clone(), limiter.clone(), mail.clone());
     tokio::spawn(async move {
         match limiter.admit(Action::Verify, Some(&user.username), None).await {

@@ -188,10 +188,17 @@ impl SessionStore {
             .then(|| peers::listen(inner.db.clone(), inner.cache.clone(), inner.faults.clone()))
     }
 
-    /// Starts a change to sessions or roles.
+    /// Starts a change to sessions or roles. On SQLite the change takes the writer lock at
+    /// once (a write that changes nothing): a transaction that read first and wrote later
+    /// would be refused its write, not made to wait, had another writer committed between.
     pub async fn begin(&self) -> Result<SessionChange, AppError> {
+        let txn = self.inner.db.begin().await?;
+        if txn.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+            txn.execute_unprepared("UPDATE server_settings SET value = value WHERE 0")
+                .await?;
+        }
         Ok(SessionChange {
-            txn: self.inner.db.begin().await?,
+            txn,
             store: self.clone(),
             stale: Stale::Nothing,
         })
@@ -587,9 +594,7 @@ impl SessionChange {
             return Ok(());
         };
         let now = self.now();
-        // Read beside the transaction: on SQLite, a transaction that reads before it writes
-        // can be refused its write when another writer got in between.
-        let rows = live_of(user_id, now).all(self.store.db()).await?;
+        let rows = live_of(user_id, now).all(&self.txn).await?;
         let idle_ids: Vec<Uuid> = rows
             .iter()
             .filter(|row| now - self.store.last_use(row) >= idle)
@@ -643,9 +648,8 @@ impl SessionChange {
         }
         let presented = RefreshToken::parse(presented).ok_or(AppError::InvalidToken)?;
         let now = self.now();
-        // Rotating comes first, so the write lock is taken before anything is read: racing
-        // refreshes queue up instead of deadlocking (SQLite), and the loser reads what the
-        // winner wrote.
+        // Rotating comes first, so the row is locked before anything is read: of racing
+        // refreshes, the loser waits and then reads what the winner wrote.
         let next = presented.next(&inner.chain_key);
         let rotated = session::Entity::update_many()
             .col_expr(session::Column::RefreshHash, Expr::value(next.hash()))
