@@ -28,10 +28,12 @@ pub async fn serve(
         None => None,
     };
     let upkeep = tokio::spawn(upkeep(state.clone()));
+    let discovery = tokio::spawn(state.oidc.clone().keep_discovering());
     let listener_task = state.sessions.listen().map(tokio::spawn);
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
     upkeep.abort();
+    discovery.abort();
     for task in listener_task.into_iter().chain(metrics) {
         task.abort();
     }

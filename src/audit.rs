@@ -41,6 +41,8 @@ pub enum Kind {
     SecondFactorFailed,
     RecoveryCodeUsed,
     EmailVerified,
+    IdentityLinked,
+    IdentityUnlinked,
 }
 
 impl Kind {
@@ -70,6 +72,8 @@ impl Kind {
             Kind::Reauthenticated => "reauthenticated",
             Kind::TotpEnabled => "totp_enabled",
             Kind::TotpDisabled => "totp_disabled",
+            Kind::IdentityLinked => "identity_linked",
+            Kind::IdentityUnlinked => "identity_unlinked",
             Kind::SecondFactorFailed => "second_factor_failed",
             Kind::RecoveryCodeUsed => "recovery_code_used",
             Kind::EmailVerified => "email_verified",

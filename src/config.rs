@@ -171,6 +171,94 @@ pub struct Config {
     /// Most credential operations (login, signup, changePassword, resetPassword, reauthenticate, refreshSession) one GraphQL document may run.
     #[arg(long, env = "GRAPHQL_MAX_CREDENTIAL_OPERATIONS", default_value_t = 1)]
     pub graphql_max_credential_operations: usize,
+
+    /// Comma-separated names of OpenID Connect providers for social login; each is set up by OIDC_<NAME>_ISSUER, _CLIENT_ID, _CLIENT_SECRET and _SCOPES.
+    #[arg(long, env = "OIDC_PROVIDERS", value_delimiter = ',', default_value = "")]
+    pub oidc_providers: Vec<String>,
+
+    /// The URL browsers reach gatehouse at; social login callbacks are PUBLIC_URL/auth/oidc/<name>/callback.
+    #[arg(long, env = "PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+
+    /// Comma-separated URL prefixes a social login may return to (`return_to`).
+    #[arg(long, env = "OIDC_RETURN_URLS", value_delimiter = ',', default_value = "")]
+    pub oidc_return_urls: Vec<String>,
+
+    /// Create an account for a provider identity linked to none; when false, unknown identities are refused.
+    #[arg(long, env = "OIDC_SIGNUP", default_value_t = true, action = ArgAction::Set)]
+    pub oidc_signup: bool,
+
+    /// Providers given in code (tests, embedding), before those named in OIDC_PROVIDERS.
+    #[arg(skip)]
+    pub oidc: Vec<OidcProvider>,
+}
+
+/// What social login needs of one provider: where to discover it and who gatehouse is there.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OidcProvider {
+    /// The name in routes and `oidcProviders`: lowercase letters, digits, `-`, `_`.
+    pub name: String,
+    pub issuer: String,
+    pub client_id: String,
+    /// `None` for a public client (PKCE alone).
+    pub client_secret: Option<String>,
+    pub scopes: Vec<String>,
+}
+
+/// Asked of a provider when OIDC_<NAME>_SCOPES is unset.
+const DEFAULT_OIDC_SCOPES: &str = "openid email profile";
+
+impl OidcProvider {
+    /// The provider `name` as the environment describes it (`OIDC_<NAME>_*`, with `-` as `_`).
+    pub fn from_env(name: &str, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let prefix = format!("OIDC_{}_", name.to_uppercase().replace('-', "_"));
+        let var = |suffix: &str| {
+            env(&format!("{prefix}{suffix}"))
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let issuer = var("ISSUER").ok_or_else(|| format!("{prefix}ISSUER must be set for provider `{name}`"))?;
+        let client_id =
+            var("CLIENT_ID").ok_or_else(|| format!("{prefix}CLIENT_ID must be set for provider `{name}`"))?;
+        let scopes = var("SCOPES").unwrap_or_else(|| DEFAULT_OIDC_SCOPES.into());
+        Ok(OidcProvider {
+            name: name.to_owned(),
+            issuer,
+            client_id,
+            client_secret: var("CLIENT_SECRET"),
+            scopes: scopes
+                .split([' ', ','])
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        })
+    }
+
+    fn check(&self) -> Result<(), String> {
+        let name = &self.name;
+        let name_ok = !name.is_empty()
+            && name.len() <= 32
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b));
+        if !name_ok {
+            return Err(format!(
+                "OIDC_PROVIDERS entry `{name}` must be 1 to 32 lowercase letters, digits, '-' or '_'"
+            ));
+        }
+        let prefix = format!("OIDC_{}_", name.to_uppercase().replace('-', "_"));
+        match openidconnect::url::Url::parse(&self.issuer) {
+            Ok(url) if ["http", "https"].contains(&url.scheme()) && url.host().is_some() => {}
+            _ => return Err(format!("{prefix}ISSUER must be an http(s) URL")),
+        }
+        if self.client_id.is_empty() {
+            return Err(format!("{prefix}CLIENT_ID must be set for provider `{name}`"));
+        }
+        if !self.scopes.iter().any(|s| s == "openid") {
+            return Err(format!("{prefix}SCOPES must include openid"));
+        }
+        Ok(())
+    }
 }
 
 fn parse_net(value: &str) -> Result<IpNet, String> {
@@ -259,7 +347,41 @@ impl Config {
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be positive".into());
         }
+        self.oidc_settings()?;
         Ok(())
+    }
+
+    /// The social login providers: those given in code, then those OIDC_PROVIDERS names, read
+    /// from the environment; the first bad setting as one line.
+    pub fn oidc_settings(&self) -> Result<Vec<OidcProvider>, String> {
+        let mut providers = self.oidc.clone();
+        for name in self.oidc_providers.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+            providers.push(OidcProvider::from_env(name, |var| std::env::var(var).ok())?);
+        }
+        for (i, provider) in providers.iter().enumerate() {
+            provider.check()?;
+            if providers[..i].iter().any(|p| p.name == provider.name) {
+                return Err(format!("OIDC_PROVIDERS names `{}` twice", provider.name));
+            }
+        }
+        match openidconnect::url::Url::parse(&self.public_url) {
+            Ok(url) if ["http", "https"].contains(&url.scheme()) && url.host().is_some() => {}
+            _ => return Err("PUBLIC_URL must be an http(s) URL like https://auth.example.com".into()),
+        }
+        if !providers.is_empty() && self.oidc_return_urls().next().is_none() {
+            return Err("OIDC_RETURN_URLS must list where social logins may return when OIDC_PROVIDERS is set".into());
+        }
+        for prefix in self.oidc_return_urls() {
+            if !(prefix.starts_with("https://") || prefix.starts_with("http://")) {
+                return Err(format!("OIDC_RETURN_URLS entry `{prefix}` must be an http(s) URL"));
+            }
+        }
+        Ok(providers)
+    }
+
+    /// The allowed `return_to` prefixes, blank entries left out.
+    pub fn oidc_return_urls(&self) -> impl Iterator<Item = &str> {
+        self.oidc_return_urls.iter().map(|u| u.trim()).filter(|u| !u.is_empty())
     }
 
     /// The configured origins, with the empty entries of `CORS_ORIGINS=""` left out.
@@ -318,6 +440,11 @@ impl Config {
             graphql_max_aliases: 30,
             graphql_max_credential_operations: 1,
             metrics_bind: String::new(),
+            oidc_providers: Vec::new(),
+            public_url: "http://127.0.0.1:8080".into(),
+            oidc_return_urls: Vec::new(),
+            oidc_signup: true,
+            oidc: Vec::new(),
         }
     }
 }

@@ -22,6 +22,8 @@ pub mod graphql;
 pub mod http;
 /// Outgoing mail (password reset links).
 pub mod mail;
+/// OpenID Connect providers for social login: discovery, PKCE, ID token checks.
+pub mod oidc;
 /// The session store: sessions, the roles they carry, and the cache in front of them.
 pub mod sessions;
 /// Startup: database, migrations, keys, the configured admin.

@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::domain;
 use crate::domain::rate_limit::{Limits, RateLimiter};
 use crate::mail::Mailer;
+use crate::oidc::Providers;
 use crate::sessions::{Policy, SessionStore};
 use crate::state::{AppState, Services};
 
@@ -79,9 +80,13 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
         );
     }
     let sealing = sealing_key(&config, &db).await?;
+    let oidc = Providers::new(config.oidc_settings().map_err(anyhow::Error::msg)?, &config.public_url)?;
+    // A provider down now is retried in the background by `app::serve`; startup goes on.
+    oidc.discover_missing().await;
     Ok(AppState::new(Services {
         limiter: RateLimiter::new(db.clone(), clock.clone(), Limits::from(&config)),
         mailer,
+        oidc: Arc::new(oidc),
         db,
         tokens,
         sealing,

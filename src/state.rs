@@ -14,6 +14,7 @@ use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reset::ResetMail;
 use crate::domain::verification::VerifyMail;
 use crate::mail::Mailer;
+use crate::oidc::Providers;
 use crate::sessions::SessionStore;
 
 /// Cloned for every request, so it is one `Arc`; fields read through it as through a reference.
@@ -34,6 +35,8 @@ pub struct Services {
     /// Sessions and the roles they carry; the only way to change either.
     pub sessions: SessionStore,
     pub limiter: RateLimiter,
+    /// The social login providers and their discovered clients.
+    pub oidc: Arc<Providers>,
     /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

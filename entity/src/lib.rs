@@ -4,7 +4,10 @@
 pub mod attempt;
 pub mod audit_event;
 pub mod email_verification;
+pub mod identity;
 pub mod login_challenge;
+pub mod login_code;
+pub mod oidc_flow;
 pub mod password_reset;
 pub mod prelude;
 pub mod recovery_code;

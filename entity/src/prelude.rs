@@ -3,7 +3,10 @@
 pub use super::attempt::Entity as Attempt;
 pub use super::audit_event::Entity as AuditEvent;
 pub use super::email_verification::Entity as EmailVerification;
+pub use super::identity::Entity as Identity;
 pub use super::login_challenge::Entity as LoginChallenge;
+pub use super::login_code::Entity as LoginCode;
+pub use super::oidc_flow::Entity as OidcFlow;
 pub use super::password_reset::Entity as PasswordReset;
 pub use super::recovery_code::Entity as RecoveryCode;
 pub use super::server_setting::Entity as ServerSetting;

@@ -66,6 +66,9 @@ impl PasswordHasher {
     /// doing the same work either way.
     pub async fn verify(&self, password: &str, stored: Option<&str>) -> Result<bool, AppError> {
         let password = password.to_owned();
+        // An empty hash (an account made by social login) has no password: it costs the
+        // same as an unknown name and never matches.
+        let stored = stored.filter(|s| !s.is_empty());
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let matches = self

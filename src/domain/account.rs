@@ -108,7 +108,7 @@ pub async fn insert_user(
         username: Set(new.username),
         email_key: Set(email.as_ref().map(|e| e.to_lowercase())),
         email: Set(email),
-        password_hash: Set(password_hash),
+        password_hash: Set(password_hash.clone()),
         name: Set(new.name),
         time_zone: Set(None),
         language: Set(None),
@@ -116,7 +116,7 @@ pub async fn insert_user(
         settings: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
-        password_changed_at: Set(Some(now)),
+        password_changed_at: Set((!password_hash.is_empty()).then_some(now)),
         email_verified_at: Set(None),
     };
     let user = user::Entity::insert(row)

@@ -16,4 +16,5 @@ pub mod second_factor;
 pub mod session;
 pub mod setting;
 pub mod site;
+pub mod social;
 pub mod verification;

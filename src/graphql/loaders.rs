@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use entity::{site, site_member, user};
+use entity::{identity, site, site_member, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -99,6 +99,24 @@ impl Loader<Uuid> for TotpEnabledByUser {
     }
 }
 
+/// The identities linked to each user, oldest first.
+pub struct IdentitiesByUser(pub DatabaseConnection);
+
+impl Loader<Uuid> for IdentitiesByUser {
+    type Value = Vec<identity::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = identity::Entity::find()
+            .filter(identity::Column::UserId.is_in(keys.to_vec()))
+            .order_by_asc(identity::Column::LinkedAt)
+            .all(&self.0)
+            .await
+            .map_err(AppError::from)?;
+        Ok(group(rows, |row| row.user_id))
+    }
+}
+
 fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
     for row in rows {
@@ -118,6 +136,7 @@ pub struct Loaders {
     memberships_by_site: OnceLock<Loaded<MembershipsBySite>>,
     memberships_by_user: OnceLock<Loaded<MembershipsByUser>>,
     totp_enabled: OnceLock<Loaded<TotpEnabledByUser>>,
+    identities_by_user: OnceLock<Loaded<IdentitiesByUser>>,
 }
 
 fn fresh<T: Loader<Uuid>>(loader: T) -> Loaded<T> {
@@ -146,6 +165,11 @@ impl Loaders {
     pub fn totp_enabled(&self) -> &Loaded<TotpEnabledByUser> {
         self.totp_enabled
             .get_or_init(|| fresh(TotpEnabledByUser(self.db.clone())))
+    }
+
+    pub fn identities_by_user(&self) -> &Loaded<IdentitiesByUser> {
+        self.identities_by_user
+            .get_or_init(|| fresh(IdentitiesByUser(self.db.clone())))
     }
 
     /// Loads the members of `site_ids` with their users in one joined query, and hands both to
@@ -181,5 +205,6 @@ pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async
         memberships_by_site: OnceLock::new(),
         memberships_by_user: OnceLock::new(),
         totp_enabled: OnceLock::new(),
+        identities_by_user: OnceLock::new(),
     })
 }

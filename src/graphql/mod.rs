@@ -12,6 +12,7 @@ pub mod partial;
 pub(crate) mod second_factor;
 mod session;
 pub mod site;
+pub mod social;
 pub mod types;
 
 use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, ServerError};
@@ -30,6 +31,7 @@ pub struct Query(
     account::AccountQuery,
     session::SessionQuery,
     site::SiteQuery,
+    social::SocialQuery,
     admin::AdminQuery,
 );
 
@@ -40,6 +42,7 @@ pub struct Mutation(
     session::SessionMutation,
     second_factor::SecondFactorMutation,
     site::SiteMutation,
+    social::SocialMutation,
     admin::AdminMutation,
 );
 

@@ -141,6 +141,16 @@ impl User {
         Ok(Some(loader.load_one(self.row.id).await?.unwrap_or(false)))
     }
 
+    /// Accounts at OpenID Connect providers linked to this user; only the user themself and admins may read them.
+    #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
+    async fn identities(&self, ctx: &Context<'_>) -> Result<Option<Vec<crate::graphql::social::Identity>>> {
+        let loader = ctx.data_unchecked::<Loaders>().identities_by_user();
+        let rows = loader.load_one(self.row.id).await?.unwrap_or_default();
+        Ok(Some(
+            rows.into_iter().map(crate::graphql::social::Identity::new).collect(),
+        ))
+    }
+
     /// The user's roles on sites: all of them for the user themself and admins, otherwise
     /// those on sites the caller holds a role on too.
     async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {

@@ -1,5 +1,5 @@
 //! Thin handlers: GraphQL over HTTP and its GraphiQL page, the gateway webhook, the public keys,
-//! health checks; the router and its layers.
+//! social login, health checks; the router and its layers.
 
 pub mod documents;
 pub mod graphiql;
@@ -7,6 +7,7 @@ pub mod graphql;
 pub mod health;
 pub mod identity;
 pub mod jwks;
+pub mod oidc;
 pub mod persisted;
 pub mod webhook;
 
@@ -51,6 +52,8 @@ pub fn router(state: AppState) -> Router {
     let router = router
         .route("/auth/webhook", get(webhook::get).post(webhook::post))
         .route("/.well-known/jwks.json", get(jwks::get))
+        .route("/auth/oidc/{provider}/start", get(oidc::start))
+        .route("/auth/oidc/{provider}/callback", get(oidc::callback))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
     // API.md §1 METRICS_BIND: with an address of its own, /metrics is served there only.

@@ -18,6 +18,7 @@ mod http_surface;
 mod jwks;
 mod login;
 mod observability;
+mod oidc;
 mod partial_results;
 mod persisted_queries;
 mod profile;

@@ -41,6 +41,12 @@ impl TestServer {
         Self::start_on(config, cleanup, |_| {}).await
     }
 
+    /// A server on a listener bound beforehand (its address goes into the config first).
+    pub async fn start_on_listener(listener: TcpListener, config: Config) -> TestServer {
+        let (config, cleanup) = isolate_database(config).await;
+        Self::start_listening(listener, config, cleanup, |_| {}).await
+    }
+
     /// A server on exactly `config.database_url`, left in place afterwards.
     pub async fn start_exactly(config: Config) -> TestServer {
         Self::start_on(config, Cleanup::Shared, |_| {}).await
@@ -108,6 +114,15 @@ impl TestServer {
 
     async fn start_on(config: Config, cleanup: Cleanup, prepare: impl FnOnce(&mut AppState)) -> TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        Self::start_listening(listener, config, cleanup, prepare).await
+    }
+
+    async fn start_listening(
+        listener: TcpListener,
+        config: Config,
+        cleanup: Cleanup,
+        prepare: impl FnOnce(&mut AppState),
+    ) -> TestServer {
         let addr = listener.local_addr().expect("local addr");
         let mut state = gatehouse::startup::start(config).await.expect("start gatehouse");
         prepare(&mut state);
