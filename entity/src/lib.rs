@@ -4,6 +4,8 @@
 pub mod attempt;
 pub mod audit_event;
 pub mod login_challenge;
+pub mod passkey;
+pub mod passkey_ceremony;
 pub mod password_reset;
 pub mod prelude;
 pub mod recovery_code;

@@ -3,6 +3,8 @@
 pub use super::attempt::Entity as Attempt;
 pub use super::audit_event::Entity as AuditEvent;
 pub use super::login_challenge::Entity as LoginChallenge;
+pub use super::passkey::Entity as Passkey;
+pub use super::passkey_ceremony::Entity as PasskeyCeremony;
 pub use super::password_reset::Entity as PasswordReset;
 pub use super::recovery_code::Entity as RecoveryCode;
 pub use super::server_setting::Entity as ServerSetting;
