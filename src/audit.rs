@@ -40,6 +40,8 @@ pub enum Kind {
     /// A wrong, used or expired TOTP or recovery code.
     SecondFactorFailed,
     RecoveryCodeUsed,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl Kind {
@@ -71,6 +73,8 @@ impl Kind {
             Kind::TotpDisabled => "totp_disabled",
             Kind::SecondFactorFailed => "second_factor_failed",
             Kind::RecoveryCodeUsed => "recovery_code_used",
+            Kind::PasskeyAdded => "passkey_added",
+            Kind::PasskeyRemoved => "passkey_removed",
         }
     }
 }

@@ -156,9 +156,17 @@ pub struct Config {
     #[arg(long, env = "METRICS_BIND", default_value = "")]
     pub metrics_bind: String,
 
-    /// Most credential operations (login, signup, changePassword, resetPassword, reauthenticate, refreshSession) one GraphQL document may run.
+    /// Most credential operations (login, signup, changePassword, resetPassword, reauthenticate, refreshSession, verifySecondFactor, finishPasskeyLogin) one GraphQL document may run.
     #[arg(long, env = "GRAPHQL_MAX_CREDENTIAL_OPERATIONS", default_value_t = 1)]
     pub graphql_max_credential_operations: usize,
+
+    /// Passkey relying party id: the domain passkeys are bound to, WEBAUTHN_ORIGIN's host or a parent domain of it.
+    #[arg(long, env = "WEBAUTHN_RP_ID", default_value = "localhost")]
+    pub webauthn_rp_id: String,
+
+    /// The origin of the pages that register and use passkeys (the browser reports it), such as https://app.example.com.
+    #[arg(long, env = "WEBAUTHN_ORIGIN", default_value = "http://localhost:8080")]
+    pub webauthn_origin: String,
 }
 
 fn parse_net(value: &str) -> Result<IpNet, String> {
@@ -244,6 +252,7 @@ impl Config {
         if self.max_body_bytes == 0 {
             return Err("MAX_BODY_BYTES must be positive".into());
         }
+        crate::domain::passkey::relying_party(&self.webauthn_rp_id, &self.webauthn_origin)?;
         Ok(())
     }
 
@@ -301,6 +310,8 @@ impl Config {
             graphql_max_aliases: 30,
             graphql_max_credential_operations: 1,
             metrics_bind: String::new(),
+            webauthn_rp_id: "localhost".into(),
+            webauthn_origin: "http://localhost:8080".into(),
         }
     }
 }

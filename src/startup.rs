@@ -17,6 +17,7 @@ use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain;
+use crate::domain::passkey::RelyingParty;
 use crate::domain::rate_limit::{Limits, RateLimiter};
 use crate::mail::Mailer;
 use crate::sessions::{Policy, SessionStore};
@@ -79,8 +80,13 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
         );
     }
     let sealing = sealing_key(&config, &db).await?;
+    let decoy_key = domain::setting::passkey_decoy_key(&db)
+        .await
+        .context("loading the passkey decoy key")?;
+    let passkeys = RelyingParty::new(&config.webauthn_rp_id, &config.webauthn_origin, decoy_key.as_bytes())?;
     Ok(AppState::new(Services {
         limiter: RateLimiter::new(db.clone(), clock.clone(), Limits::from(&config)),
+        passkeys: Arc::new(passkeys),
         mailer,
         db,
         tokens,

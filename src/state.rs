@@ -10,6 +10,7 @@ use crate::auth::seal::SealingKey;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::passkey::RelyingParty;
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reset::ResetMail;
 use crate::mail::Mailer;
@@ -33,6 +34,8 @@ pub struct Services {
     /// Sessions and the roles they carry; the only way to change either.
     pub sessions: SessionStore,
     pub limiter: RateLimiter,
+    /// Passkeys: `WEBAUTHN_RP_ID` and `WEBAUTHN_ORIGIN`.
+    pub passkeys: Arc<RelyingParty>,
     /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
