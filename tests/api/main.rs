@@ -18,6 +18,7 @@ mod jwks;
 mod login;
 mod observability;
 mod partial_results;
+mod passkeys;
 mod persisted_queries;
 mod profile;
 mod rate_limits;
