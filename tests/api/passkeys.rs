@@ -213,7 +213,14 @@ async fn registration_options_ask_for_user_verification_and_exclude_known_passke
     let challenge = URL_SAFE_NO_PAD
         .decode(str_at(public_key, "/challenge"))
         .expect("base64url");
-    assert!(challenge.len() >= 16);
+    assert_eq!(challenge.len(), 32, "256 random bits");
+    let algorithms: Vec<i64> = public_key["pubKeyCredParams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["alg"].as_i64().unwrap())
+        .collect();
+    assert_eq!(algorithms, [-7, -257], "ES256 and RS256 only");
     assert_eq!(public_key["excludeCredentials"], json!([]));
 
     let mut authenticator = Authenticator::new();
