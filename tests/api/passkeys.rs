@@ -511,9 +511,9 @@ async fn a_credential_that_does_not_verify_is_a_failed_login() {
 
 #[tokio::test]
 async fn a_passkey_signs_in_only_to_its_own_account() {
-    let (server, _) = start(config()).await;
+    let (server, admin) = start(config()).await;
     let (mine, _, my_name) = server.signup("mine").await;
-    let (theirs, _, their_name) = server.signup("theirs").await;
+    let (theirs, their_id, their_name) = server.signup("theirs").await;
     let mut my_key = Authenticator::new();
     let mut their_key = Authenticator::new();
     register(&server, &mine, &mut my_key, "mine").await;
@@ -525,13 +525,21 @@ async fn a_passkey_signs_in_only_to_its_own_account() {
     finish_login(&server, &their_challenge, credential)
         .await
         .assert_code("UNAUTHENTICATED");
+    // Recorded against the account named, as a wrong password would be.
+    let failed = events(&server, &admin, &their_id).await;
+    assert!(
+        failed
+            .iter()
+            .any(|e| e["kind"] == "login_failed" && e["subjectId"] == their_id.as_str()),
+        "{failed:?}"
+    );
 }
 
 #[tokio::test]
 async fn unknown_names_get_a_challenge_like_any_other() {
-    let (server, _) = start(config()).await;
+    let (server, admin) = start(config()).await;
     let (token, _, with_passkey) = server.signup("known").await;
-    let (_, _, without_passkey) = server.signup("plain").await;
+    let (_, plain_id, without_passkey) = server.signup("plain").await;
     let mut authenticator = Authenticator::new();
     register(&server, &token, &mut authenticator, "key").await;
     let unknown = unique("nobody");
@@ -552,6 +560,14 @@ async fn unknown_names_get_a_challenge_like_any_other() {
             .await
             .assert_code("UNAUTHENTICATED");
     }
+    // An existing account is the subject of its failure, passkeys or not.
+    let subjects: Vec<Value> = events(&server, &admin, &plain_id)
+        .await
+        .into_iter()
+        .filter(|e| e["kind"] == "login_failed")
+        .map(|e| e["subjectId"].clone())
+        .collect();
+    assert_eq!(subjects, [json!(plain_id)]);
 }
 
 #[tokio::test]

@@ -136,7 +136,13 @@ pub async fn finish_login(
     let counted_name = user.as_ref().map(|u| u.username.as_str()).or(username.as_deref());
     let attempt = limiter.admit(Action::Login, counted_name, client.ip).await?;
     let (Some(stored), Some(user)) = (stored, user) else {
-        return Err(failed(store, None, client).await);
+        // As for a password login, a failure for an existing name has that account as subject.
+        let named = match (user_id, &username) {
+            (Some(user_id), _) => Some(user_id),
+            (None, Some(name)) => account::find_by_username(store.db(), name).await?.map(|u| u.id),
+            (None, None) => None,
+        };
+        return Err(failed(store, named, client).await);
     };
 
     let mut passkey: Passkey = from_text(&stored.credential)?;
