@@ -43,6 +43,8 @@ pub enum Kind {
     EmailVerified,
     IdentityLinked,
     IdentityUnlinked,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl Kind {
@@ -77,6 +79,8 @@ impl Kind {
             Kind::SecondFactorFailed => "second_factor_failed",
             Kind::RecoveryCodeUsed => "recovery_code_used",
             Kind::EmailVerified => "email_verified",
+            Kind::PasskeyAdded => "passkey_added",
+            Kind::PasskeyRemoved => "passkey_removed",
         }
     }
 }

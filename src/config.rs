@@ -168,7 +168,7 @@ pub struct Config {
     #[arg(long, env = "METRICS_BIND", default_value = "")]
     pub metrics_bind: String,
 
-    /// Most credential operations (login, signup, changePassword, resetPassword, reauthenticate, refreshSession) one GraphQL document may run.
+    /// Most credential operations (login, signup, changePassword, resetPassword, reauthenticate, refreshSession, verifySecondFactor, finishPasskeyLogin) one GraphQL document may run.
     #[arg(long, env = "GRAPHQL_MAX_CREDENTIAL_OPERATIONS", default_value_t = 1)]
     pub graphql_max_credential_operations: usize,
 
@@ -191,6 +191,14 @@ pub struct Config {
     /// Providers given in code (tests, embedding), before those named in OIDC_PROVIDERS.
     #[arg(skip)]
     pub oidc: Vec<OidcProvider>,
+
+    /// Passkey relying party id: the domain passkeys are bound to, WEBAUTHN_ORIGIN's host or a parent domain of it.
+    #[arg(long, env = "WEBAUTHN_RP_ID", default_value = "localhost")]
+    pub webauthn_rp_id: String,
+
+    /// The origin of the pages that register and use passkeys (the browser reports it), such as https://app.example.com.
+    #[arg(long, env = "WEBAUTHN_ORIGIN", default_value = "http://localhost:8080")]
+    pub webauthn_origin: String,
 }
 
 /// What social login needs of one provider: where to discover it and who gatehouse is there.
@@ -348,6 +356,7 @@ impl Config {
             return Err("MAX_BODY_BYTES must be positive".into());
         }
         self.oidc_settings()?;
+        crate::domain::passkey::relying_party(&self.webauthn_rp_id, &self.webauthn_origin)?;
         Ok(())
     }
 
@@ -445,6 +454,8 @@ impl Config {
             oidc_return_urls: Vec::new(),
             oidc_signup: true,
             oidc: Vec::new(),
+            webauthn_rp_id: "localhost".into(),
+            webauthn_origin: "http://localhost:8080".into(),
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain;
+use crate::domain::passkey::RelyingParty;
 use crate::domain::rate_limit::{Limits, RateLimiter};
 use crate::mail::Mailer;
 use crate::oidc::Providers;
@@ -83,8 +84,13 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
     let oidc = Providers::new(config.oidc_settings().map_err(anyhow::Error::msg)?, &config.public_url)?;
     // A provider down now is retried in the background by `app::serve`; startup goes on.
     oidc.discover_missing().await;
+    let decoy_key = domain::setting::passkey_decoy_key(&db)
+        .await
+        .context("loading the passkey decoy key")?;
+    let passkeys = RelyingParty::new(&config.webauthn_rp_id, &config.webauthn_origin, decoy_key.as_bytes())?;
     Ok(AppState::new(Services {
         limiter: RateLimiter::new(db.clone(), clock.clone(), Limits::from(&config)),
+        passkeys: Arc::new(passkeys),
         mailer,
         oidc: Arc::new(oidc),
         db,

@@ -10,6 +10,7 @@ use crate::auth::seal::SealingKey;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::passkey::RelyingParty;
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reset::ResetMail;
 use crate::domain::verification::VerifyMail;
@@ -37,6 +38,8 @@ pub struct Services {
     pub limiter: RateLimiter,
     /// The social login providers and their discovered clients.
     pub oidc: Arc<Providers>,
+    /// Passkeys: `WEBAUTHN_RP_ID` and `WEBAUTHN_ORIGIN`.
+    pub passkeys: Arc<RelyingParty>,
     /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }

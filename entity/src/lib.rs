@@ -8,6 +8,8 @@ pub mod identity;
 pub mod login_challenge;
 pub mod login_code;
 pub mod oidc_flow;
+pub mod passkey;
+pub mod passkey_ceremony;
 pub mod password_reset;
 pub mod prelude;
 pub mod recovery_code;

@@ -7,6 +7,8 @@ pub use super::identity::Entity as Identity;
 pub use super::login_challenge::Entity as LoginChallenge;
 pub use super::login_code::Entity as LoginCode;
 pub use super::oidc_flow::Entity as OidcFlow;
+pub use super::passkey::Entity as Passkey;
+pub use super::passkey_ceremony::Entity as PasskeyCeremony;
 pub use super::password_reset::Entity as PasswordReset;
 pub use super::recovery_code::Entity as RecoveryCode;
 pub use super::server_setting::Entity as ServerSetting;

@@ -8,6 +8,7 @@ mod m20261130_000003_create_sites;
 mod m20261201_000001_create_attempts;
 mod m20261203_000001_session_renewal;
 mod m20261203_000002_second_factors;
+mod m20261203_000003_passkeys;
 mod m20261203_000004_email_verification;
 mod m20261203_000005_identities;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000001_create_attempts::Migration),
             Box::new(m20261203_000001_session_renewal::Migration),
             Box::new(m20261203_000002_second_factors::Migration),
+            Box::new(m20261203_000003_passkeys::Migration),
             Box::new(m20261203_000004_email_verification::Migration),
             Box::new(m20261203_000005_identities::Migration),
         ]

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod gateway;
 pub mod lock;
 pub mod page;
+pub mod passkey;
 pub mod profile;
 pub mod rate_limit;
 pub mod reset;

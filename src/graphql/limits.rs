@@ -30,6 +30,7 @@ const CREDENTIAL_FIELDS: &[&str] = &[
     "reauthenticate",
     "refreshSession",
     "verifySecondFactor",
+    "finishPasskeyLogin",
 ];
 
 pub struct Limits {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
-use entity::{identity, site, site_member, user};
+use entity::{identity, passkey, site, site_member, user};
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
@@ -117,6 +117,19 @@ impl Loader<Uuid> for IdentitiesByUser {
     }
 }
 
+/// The passkeys of each user, oldest first.
+pub struct PasskeysByUser(pub DatabaseConnection);
+
+impl Loader<Uuid> for PasskeysByUser {
+    type Value = Vec<passkey::Model>;
+    type Error = async_graphql::Error;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
+        let rows = crate::domain::passkey::of_users(&self.0, keys).await?;
+        Ok(group(rows, |row| row.user_id))
+    }
+}
+
 fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
     for row in rows {
@@ -137,6 +150,7 @@ pub struct Loaders {
     memberships_by_user: OnceLock<Loaded<MembershipsByUser>>,
     totp_enabled: OnceLock<Loaded<TotpEnabledByUser>>,
     identities_by_user: OnceLock<Loaded<IdentitiesByUser>>,
+    passkeys_by_user: OnceLock<Loaded<PasskeysByUser>>,
 }
 
 fn fresh<T: Loader<Uuid>>(loader: T) -> Loaded<T> {
@@ -170,6 +184,11 @@ impl Loaders {
     pub fn identities_by_user(&self) -> &Loaded<IdentitiesByUser> {
         self.identities_by_user
             .get_or_init(|| fresh(IdentitiesByUser(self.db.clone())))
+    }
+
+    pub fn passkeys_by_user(&self) -> &Loaded<PasskeysByUser> {
+        self.passkeys_by_user
+            .get_or_init(|| fresh(PasskeysByUser(self.db.clone())))
     }
 
     /// Loads the members of `site_ids` with their users in one joined query, and hands both to
@@ -206,5 +225,6 @@ pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async
         memberships_by_user: OnceLock::new(),
         totp_enabled: OnceLock::new(),
         identities_by_user: OnceLock::new(),
+        passkeys_by_user: OnceLock::new(),
     })
 }

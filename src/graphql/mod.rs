@@ -9,6 +9,7 @@ pub mod guard;
 pub mod limits;
 pub mod loaders;
 pub mod partial;
+pub mod passkey;
 pub(crate) mod second_factor;
 mod session;
 pub mod site;
@@ -41,6 +42,7 @@ pub struct Mutation(
     account::AccountMutation,
     session::SessionMutation,
     second_factor::SecondFactorMutation,
+    passkey::PasskeyMutation,
     site::SiteMutation,
     social::SocialMutation,
     admin::AdminMutation,

@@ -10,6 +10,7 @@ use crate::domain::account::SignedIn;
 use crate::domain::{role, site, verification};
 use crate::graphql::guard::SelfOrAdmin;
 use crate::graphql::loaders::Loaders;
+use crate::graphql::passkey::Passkey;
 use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;
 use crate::sessions::{self, IssuedSession};
@@ -149,6 +150,14 @@ impl User {
         Ok(Some(
             rows.into_iter().map(crate::graphql::social::Identity::new).collect(),
         ))
+    }
+
+    /// The user's passkeys, oldest first; only the user themself and admins may read them.
+    #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
+    async fn passkeys(&self, ctx: &Context<'_>) -> Result<Option<Vec<Passkey>>> {
+        let loader = ctx.data_unchecked::<Loaders>().passkeys_by_user();
+        let rows = loader.load_one(self.row.id).await?.unwrap_or_default();
+        Ok(Some(rows.into_iter().map(Passkey::new).collect()))
     }
 
     /// The user's roles on sites: all of them for the user themself and admins, otherwise

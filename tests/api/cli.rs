@@ -31,7 +31,7 @@ fn bad_settings_stop_startup_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
     let db = format!("sqlite://{}/never.db?mode=rwc", dir.path().display());
     type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
-    let cases: [Case; 6] = [
+    let cases: [Case; 8] = [
         (&[], &[("JWT_SECRET", "too-short")], "JWT_SECRET"),
         (&[], &[("DATABASE_URL", "mysql://localhost/x")], "DATABASE_URL"),
         (&["--session-ttl", "soon"], &[], "soon"),
@@ -41,6 +41,15 @@ fn bad_settings_stop_startup_with_one_line() {
             &[],
             &[("ADMIN_USERNAME", "root_admin"), ("ADMIN_PASSWORD", "password")],
             "ADMIN_PASSWORD",
+        ),
+        (&[], &[("WEBAUTHN_ORIGIN", "localhost:8080")], "WEBAUTHN_ORIGIN"),
+        (
+            &[],
+            &[
+                ("WEBAUTHN_RP_ID", "example.com"),
+                ("WEBAUTHN_ORIGIN", "https://app.example.org"),
+            ],
+            "WEBAUTHN_RP_ID",
         ),
     ];
     for (args, env, mentions) in cases {

@@ -20,6 +20,7 @@ mod login;
 mod observability;
 mod oidc;
 mod partial_results;
+mod passkeys;
 mod persisted_queries;
 mod profile;
 mod rate_limits;

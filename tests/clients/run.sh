@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The client tests: GraphQL Code Generator and tsc over the committed schema.graphql, Apollo
 # Client in bearer mode (Node, also renewing short tokens) and cookie mode (Chromium,
-# cross-origin), and GraphiQL in Chromium with no other host reachable. Each program starts its
-# own release gatehouse.
+# cross-origin), GraphiQL in Chromium with no other host reachable, and passkeys in Chromium
+# with a virtual authenticator. Each program starts its own release gatehouse.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -27,3 +27,4 @@ npx tsx --conditions=development src/partial.ts
 npx tsx src/persisted.ts
 npx tsx src/cookie.ts
 npx tsx src/graphiql.ts
+npx tsx src/passkeys.ts
