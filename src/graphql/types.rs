@@ -330,7 +330,10 @@ impl AuditEvent {
 
     /// What happened: signup, login, login_failed, logout, session_closed, sessions_closed,
     /// password_changed, password_reset_requested, password_reset, profile_updated,
-    /// user_created, user_deleted, roles_granted, roles_revoked.
+    /// user_created, user_deleted, roles_granted, roles_revoked, site_created, site_deleted,
+    /// site_role_changed, token_refreshed, refresh_token_reused, reauthenticated, totp_enabled,
+    /// totp_disabled, second_factor_failed, recovery_code_used, email_verified, passkey_added,
+    /// passkey_removed, identity_linked, identity_unlinked.
     async fn kind(&self) -> &str {
         &self.row.kind
     }

@@ -35,9 +35,7 @@ fn config() -> Config {
 }
 
 async fn start(config: Config) -> (TestServer, String) {
-    let (server, admin) = TestServer::start_with_admin(config).await;
-    server.state.clock.freeze_at(Utc::now());
-    (server, admin)
+    TestServer::start_with_admin_on_a_stopped_clock(config).await
 }
 
 /// A software authenticator answering for the page at WEBAUTHN_ORIGIN's default.

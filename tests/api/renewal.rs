@@ -36,8 +36,7 @@ fn frozen(server: TestServer, at: DateTime<Utc>) -> TestServer {
 }
 
 async fn start(config: Config) -> (TestServer, String) {
-    let (server, admin) = TestServer::start_with_admin(config).await;
-    (frozen(server, Utc::now()), admin)
+    TestServer::start_with_admin_on_a_stopped_clock(config).await
 }
 
 /// Signs a new user up and logs in: (login payload, user id, username, cookie token).

@@ -2,7 +2,6 @@
 //! implementation of RFC 6238 apart from gatehouse's (`fixtures/totp.py`: pyotp, checked
 //! against Python's standard library), at the time of the server's stopped clock.
 
-use chrono::Utc;
 use gatehouse::Config;
 use sea_orm::{ConnectionTrait, Statement};
 use serde_json::{json, Value};
@@ -38,9 +37,7 @@ fn config() -> Config {
 }
 
 async fn start(config: Config) -> (TestServer, String) {
-    let (server, admin) = TestServer::start_with_admin(config).await;
-    server.state.clock.freeze_at(Utc::now());
-    (server, admin)
+    TestServer::start_with_admin_on_a_stopped_clock(config).await
 }
 
 fn now(server: &TestServer) -> i64 {

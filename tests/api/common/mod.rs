@@ -194,6 +194,13 @@ impl TestServer {
         server.sign_in_admin(name).await
     }
 
+    /// `start_with_admin` on a stopped clock, which the test moves (`state.clock.advance`).
+    pub async fn start_with_admin_on_a_stopped_clock(config: Config) -> (TestServer, String) {
+        let (server, admin) = TestServer::start_with_admin(config).await;
+        server.state.clock.freeze_at(chrono::Utc::now());
+        (server, admin)
+    }
+
     /// Like `start_with_admin`, on PostgreSQL whatever the suite runs on.
     pub async fn start_with_admin_on_postgres(config: Config) -> (TestServer, String) {
         let name = unique("admin");
