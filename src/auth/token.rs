@@ -111,8 +111,9 @@ fn validation(algorithm: Algorithm) -> Validation {
     validation
 }
 
-/// A fresh random secret for a session token, and the hash the database keeps of it.
-pub fn new_session_secret() -> (String, Vec<u8>) {
+/// A fresh 256-bit random secret (a session's, or a single-use ticket, link or code), and the
+/// hash the database keeps of it.
+pub fn new_secret() -> (String, Vec<u8>) {
     let bytes: [u8; 32] = rand::random();
     let secret = URL_SAFE_NO_PAD.encode(bytes);
     let hash = secret_hash(&secret);
@@ -287,7 +288,7 @@ mod tests {
 
     #[test]
     fn secret_hash_compares() {
-        let (secret, hash) = new_session_secret();
+        let (secret, hash) = new_secret();
         assert!(secret_matches(&secret, &hash));
         assert!(!secret_matches("other", &hash));
     }

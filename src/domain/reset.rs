@@ -9,7 +9,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, Query
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
-use crate::auth::token::{new_session_secret, secret_hash};
+use crate::auth::token::{new_secret, secret_hash};
 use crate::client::ClientInfo;
 use crate::domain::account::{self, SignedIn};
 use crate::domain::audit::{self, Event, Kind};
@@ -71,7 +71,7 @@ pub async fn request(
         Err(AppError::RateLimited { .. }) => return Ok(()),
         Err(e) => return Err(e),
     }
-    let (token, token_hash) = new_session_secret();
+    let (token, token_hash) = new_secret();
     let now = store.now();
     let txn = store.db().begin().await?;
     void_pending(&txn, user.id).await?;

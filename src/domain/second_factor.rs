@@ -7,8 +7,6 @@
 //! salt of their own and the code (ASVS 2.6.2). A code is accepted once: its step must be
 //! later than the last step accepted.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use entity::{login_challenge, recovery_code, totp_factor, user};
 use rand::Rng;
@@ -18,7 +16,7 @@ use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
 use crate::auth::seal::SealingKey;
-use crate::auth::token::secret_hash;
+use crate::auth::token::{new_secret, secret_hash};
 use crate::client::ClientInfo;
 use crate::domain::account::SignedIn;
 use crate::domain::audit::{self, Event, Kind};
@@ -235,9 +233,9 @@ pub async fn open_challenge(
     user_id: Uuid,
     now: DateTime<Utc>,
 ) -> Result<String, AppError> {
-    let ticket = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let (ticket, ticket_hash) = new_secret();
     let row = login_challenge::ActiveModel {
-        ticket_hash: Set(secret_hash(&ticket)),
+        ticket_hash: Set(ticket_hash),
         user_id: Set(user_id),
         expires_at: Set(now + Duration::minutes(CHALLENGE_MINUTES)),
     };

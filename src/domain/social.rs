@@ -2,15 +2,13 @@
 //! signs in to (a linked account, or a new one), linking and unlinking, and the single-use
 //! login codes. The protocol itself is `crate::oidc`'s.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use entity::{identity, login_code, oidc_flow, user};
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::auth::seal::SealingKey;
-use crate::auth::token::secret_hash;
+use crate::auth::token::{new_secret, secret_hash};
 use crate::client::ClientInfo;
 use crate::domain::account::{self, NewAccount, SignedIn};
 use crate::domain::audit::{self, Event, Kind};
@@ -306,9 +304,9 @@ pub async fn issue_login_code(
     provider: &str,
     now: DateTime<Utc>,
 ) -> Result<String, AppError> {
-    let code = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let (code, code_hash) = new_secret();
     let row = login_code::ActiveModel {
-        code_hash: Set(secret_hash(&code)),
+        code_hash: Set(code_hash),
         user_id: Set(user_id),
         provider: Set(provider.to_owned()),
         expires_at: Set(now + Duration::seconds(LOGIN_CODE_SECONDS)),

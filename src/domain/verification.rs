@@ -7,7 +7,7 @@ use entity::{email_verification, user};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
 
-use crate::auth::token::{new_session_secret, secret_hash};
+use crate::auth::token::{new_secret, secret_hash};
 use crate::client::ClientInfo;
 use crate::domain::account;
 use crate::domain::audit::{self, Event, Kind};
@@ -48,7 +48,7 @@ pub async fn send(store: &SessionStore, mail: &VerifyMail, user: &user::Model) -
     let (Some(email), Some(email_key)) = (&user.email, &user.email_key) else {
         return Ok(());
     };
-    let (token, token_hash) = new_session_secret();
+    let (token, token_hash) = new_secret();
     let now = store.now();
     let txn = store.db().begin().await?;
     email_verification::Entity::delete_many()

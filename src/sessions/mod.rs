@@ -500,7 +500,7 @@ impl SessionChange {
     pub async fn open(&mut self, user_id: Uuid, client: &ClientInfo) -> Result<IssuedSession, AppError> {
         let inner = &self.store.inner;
         let now = inner.clock.now();
-        let (secret, secret_hash) = token::new_session_secret();
+        let (secret, secret_hash) = token::new_secret();
         let id = Uuid::new_v4();
         let refresh = inner.policy.access_ttl.map(|_| RefreshToken::first(id, &secret));
         let row = session::ActiveModel {

@@ -2,15 +2,13 @@
 //! database under the SHA-256 of a single-use ticket so a finish may reach any instance. A
 //! finish takes its ceremony before checking anything: each challenge is answered once.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use entity::passkey_ceremony;
 use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::token::secret_hash;
+use crate::auth::token::new_secret;
 use crate::error::AppError;
 
 /// How long a started registration or sign-in waits for its finish, as a TOTP login does.
@@ -26,9 +24,9 @@ pub(super) async fn open_ceremony(
     state: String,
     now: DateTime<Utc>,
 ) -> Result<String, AppError> {
-    let ticket = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+    let (ticket, ticket_hash) = new_secret();
     let row = passkey_ceremony::ActiveModel {
-        ticket_hash: Set(secret_hash(&ticket)),
+        ticket_hash: Set(ticket_hash),
         user_id: Set(user_id),
         kind: Set(kind.to_owned()),
         state: Set(state),
