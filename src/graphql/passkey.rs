@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use entity::passkey as passkey_row;
 use uuid::Uuid;
 
+use crate::domain::account::EmailPolicy;
 use crate::domain::passkey;
 use crate::graphql::account::start_session;
 use crate::graphql::guard::{FreshSession, RequireRole};
@@ -131,17 +132,20 @@ impl PasskeyMutation {
 
     /// Signs in with a passkey (token returned and set as cookie); no password or second factor is asked. An
     /// unknown, used or expired challenge is BAD_USER_INPUT on `challenge`; a credential that does not verify is
-    /// UNAUTHENTICATED and counts as a failed login.
+    /// UNAUTHENTICATED and counts as a failed login. With REQUIRE_VERIFIED_EMAIL, an unverified address is
+    /// EMAIL_NOT_VERIFIED and a fresh link is mailed.
     async fn finish_passkey_login(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The challenge and the browser's answer.")] input: FinishPasskeyLoginInput,
     ) -> Result<AuthPayload> {
         let state = ctx.state();
+        let (mail, required) = state.email_policy();
         let signed_in = passkey::finish_login(
             &state.sessions,
             &state.limiter,
             &state.passkeys,
+            EmailPolicy { mail: &mail, required },
             &input.challenge,
             input.credential.0,
             ctx.client(),

@@ -15,7 +15,7 @@ const SIGNUP: &str = "mutation($u: String!, $p: String!, $e: String) {
     signup(input: {username: $u, password: $p, email: $e}) { token user { id emailVerified } }
 }";
 const LOGIN: &str = "mutation($u: String!, $p: String!) { login(input: {username: $u, password: $p}) { token } }";
-const VERIFY: &str = "mutation($t: String!) { verifyEmail(token: $t) { id email emailVerified } }";
+pub(crate) const VERIFY: &str = "mutation($t: String!) { verifyEmail(token: $t) { id email emailVerified } }";
 const ME: &str = "{ me { email emailVerified } }";
 
 async fn start(config: Config) -> TestServer {
@@ -25,7 +25,7 @@ async fn start(config: Config) -> TestServer {
 }
 
 /// The `nth` verification mail to `to`, once the background sender has sent it.
-async fn verification_mail(server: &TestServer, to: &str, nth: usize) -> Mail {
+pub(crate) async fn verification_mail(server: &TestServer, to: &str, nth: usize) -> Mail {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mails: Vec<Mail> = server

@@ -12,7 +12,9 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_rs::prelude::Url;
 use webauthn_rs_proto::{CreationChallengeResponse, RequestChallengeResponse};
 
-use crate::common::{str_at, unique, Reply, TestServer};
+use crate::common::{str_at, unique, Reply, TestServer, PASSWORD};
+use crate::email_verification::{verification_mail, VERIFY};
+use crate::reset::token_in;
 
 const START_REGISTRATION: &str = "mutation { startPasskeyRegistration }";
 const FINISH_REGISTRATION: &str = "mutation($input: FinishPasskeyRegistrationInput!) {
@@ -671,4 +673,42 @@ async fn one_document_finishes_one_passkey_login() {
         )
         .await;
     reply.assert_code("GRAPHQL_VALIDATION_FAILED");
+}
+
+#[tokio::test]
+async fn with_verification_required_a_passkey_waits_for_a_verified_address() {
+    let (server, _) = start(config()).await;
+    let username = unique("unverified");
+    let email = format!("{username}@example.com");
+    let signup = "mutation($u: String!, $p: String!, $e: String) {
+        signup(input: {username: $u, password: $p, email: $e}) { token }
+    }";
+    let reply = server
+        .gql(None, signup, json!({ "u": username, "p": PASSWORD, "e": email }))
+        .await;
+    let token = str_at(&reply.data("signup"), "/token");
+    let mut authenticator = Authenticator::new();
+    register(&server, &token, &mut authenticator, "laptop").await;
+
+    // The operator turns verification on: the passkey still proves the user, but no session
+    // opens until the address is verified, and a fresh link goes out.
+    let strict = server
+        .start_sharing_with_outbox(Config {
+            require_verified_email: true,
+            ..config()
+        })
+        .await;
+    let refused = sign_in(&strict, &username, &mut authenticator).await;
+    refused.assert_code("EMAIL_NOT_VERIFIED");
+    assert!(refused.set_cookies().is_empty(), "no session cookie");
+    let mail = verification_mail(&strict, &email, 0).await;
+    strict
+        .gql(None, VERIFY, json!({ "t": token_in(&mail) }))
+        .await
+        .data("verifyEmail");
+
+    let payload = sign_in(&strict, &username, &mut authenticator)
+        .await
+        .data("finishPasskeyLogin");
+    assert!(payload["token"].is_string(), "{payload}");
 }

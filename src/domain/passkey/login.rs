@@ -16,9 +16,10 @@ use super::ceremony::{from_text, open_ceremony, take, to_text, LOGIN};
 use super::{credential_ids, webauthn_failure, RelyingParty};
 use crate::auth::token::secret_hash;
 use crate::client::ClientInfo;
-use crate::domain::account::{self, SignedIn};
+use crate::domain::account::{self, EmailPolicy, SignedIn};
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
+use crate::domain::verification;
 use crate::error::AppError;
 use crate::sessions::SessionStore;
 
@@ -90,11 +91,13 @@ pub async fn start_login(
 
 /// Finishes a sign-in with what `navigator.credentials.get` returned, opening a session. A
 /// credential that does not verify is `InvalidCredentials` and counts as a failed login
-/// (of the account, when it is known).
+/// (of the account, when it is known). With verified addresses required, an account whose
+/// address is not verified gets `EmailNotVerified` and a fresh link, as after a right password.
 pub async fn finish_login(
     store: &SessionStore,
     limiter: &RateLimiter,
     rp: &RelyingParty,
+    email_policy: EmailPolicy<'_>,
     ticket: &str,
     credential: serde_json::Value,
     client: &ClientInfo,
@@ -172,6 +175,12 @@ pub async fn finish_login(
         return Err(failed(store, Some(user.id), client).await);
     }
     attempt.succeeded_in(change.txn()).await?;
+    if email_policy.required && !verification::is_verified(&user) {
+        // The credential was used (its counter is kept) but no session opens.
+        change.commit().await?;
+        verification::send_in_background(store, limiter, email_policy.mail, user);
+        return Err(AppError::EmailNotVerified);
+    }
     let session = change.open(user.id, client).await?;
     let login = Event::own(Kind::Login, user.id, client)
         .with_detail(serde_json::json!({ "method": "passkey", "passkeyId": stored.id }));
