@@ -363,6 +363,25 @@ async fn with_signup_off_unknown_identities_are_refused() {
 
 #[tokio::test]
 #[ignore = "needs tests/clients/node_modules (npm ci); .ci/run runs them"]
+async fn with_verified_email_required_only_a_provider_verified_address_signs_in() {
+    let setup = setup_with("real", None, |c| Config {
+        require_verified_email: true,
+        ..c
+    })
+    .await;
+    // bob's provider does not vouch for his address: no account, no session.
+    let refused = setup.sign_in("bob-sub").await;
+    assert_eq!(refused.error(), "email_not_verified");
+    assert!(refused.session_cookie().is_none());
+    assert!(refused.param("login_code").is_none());
+
+    let admitted = setup.sign_in("alice-sub").await;
+    let payload = setup.exchange(&admitted.login_code()).await.data("exchangeLoginCode");
+    assert_eq!(payload["user"]["emailVerified"], true);
+}
+
+#[tokio::test]
+#[ignore = "needs tests/clients/node_modules (npm ci); .ci/run runs them"]
 async fn linking_needs_a_fresh_session_and_unlinking_keeps_a_way_to_sign_in() {
     let setup = setup().await;
     let server = &setup.server;
