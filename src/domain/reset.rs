@@ -5,7 +5,7 @@
 use chrono::Duration;
 use entity::{password_reset, user};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
@@ -17,7 +17,7 @@ use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::domain::second_factor;
 use crate::error::AppError;
 use crate::mail::{Mail, Mailer};
-use crate::sessions::SessionStore;
+use crate::sessions::{begin_write, SessionStore};
 
 /// How long a reset link works.
 const RESET_TOKEN_MINUTES: i64 = 30;
@@ -73,7 +73,7 @@ pub async fn request(
     }
     let (token, token_hash) = new_secret();
     let now = store.now();
-    let txn = store.db().begin().await?;
+    let txn = begin_write(store.db()).await?;
     void_pending(&txn, user.id).await?;
     let row = password_reset::ActiveModel {
         id: Set(Uuid::new_v4()),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Duration, Utc};
 use entity::{login_challenge, recovery_code, totp_factor, user};
 use rand::Rng;
 use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
@@ -22,7 +22,7 @@ use crate::domain::account::SignedIn;
 use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::error::AppError;
-use crate::sessions::SessionStore;
+use crate::sessions::{begin_write, SessionStore};
 
 const ISSUER: &str = "gatehouse";
 const STEP_SECONDS: u64 = 30;
@@ -137,7 +137,7 @@ pub async fn confirm_enrollment(
     let secret = sealing.open(&pending).ok_or_else(unreadable_secret)?;
     let step = matching_step(&totp(secret, &user.username)?, code, now)
         .ok_or_else(|| AppError::bad_input("code", "the code is wrong or expired"))?;
-    let txn = store.db().begin().await?;
+    let txn = begin_write(store.db()).await?;
     let confirmed = totp_factor::Entity::update_many()
         .col_expr(totp_factor::Column::SealedSecret, Expr::value(pending.clone()))
         .col_expr(totp_factor::Column::PendingSecret, Expr::value(Option::<Vec<u8>>::None))
@@ -180,7 +180,7 @@ pub async fn confirm_enrollment(
 /// Turns TOTP off for `user_id` on behalf of `actor` (the user, or an admin), recovery codes
 /// and waiting logins included; false when it was not on, `NotFound` for no such user.
 pub async fn disable(store: &SessionStore, actor: Uuid, user_id: Uuid, client: &ClientInfo) -> Result<bool, AppError> {
-    let txn = store.db().begin().await?;
+    let txn = begin_write(store.db()).await?;
     let removed = totp_factor::Entity::delete_by_id(user_id).exec(&txn).await?;
     recovery_code::Entity::delete_many()
         .filter(recovery_code::Column::UserId.eq(user_id))
@@ -328,7 +328,7 @@ pub async fn confirm_factor(
         Some(accepted) => accepted,
         None => return Err(failed(store, user, &proof, client).await),
     };
-    let txn = store.db().begin().await?;
+    let txn = begin_write(store.db()).await?;
     if !accepted.spend(&txn, user.id, now).await? {
         drop(txn);
         return Err(failed(store, user, &proof, client).await);

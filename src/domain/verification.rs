@@ -5,7 +5,7 @@
 use chrono::Duration;
 use entity::{email_verification, user};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 
 use crate::auth::token::{new_secret, secret_hash};
 use crate::client::ClientInfo;
@@ -14,7 +14,7 @@ use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::error::AppError;
 use crate::mail::{Mail, Mailer};
-use crate::sessions::SessionStore;
+use crate::sessions::{begin_write, SessionStore};
 
 const VERIFY_TOKEN_HOURS: i64 = 24;
 
@@ -50,7 +50,7 @@ pub async fn send(store: &SessionStore, mail: &VerifyMail, user: &user::Model) -
     };
     let (token, token_hash) = new_secret();
     let now = store.now();
-    let txn = store.db().begin().await?;
+    let txn = begin_write(store.db()).await?;
     email_verification::Entity::delete_many()
         .filter(email_verification::Column::UserId.eq(user.id))
         .filter(email_verification::Column::UsedAt.is_null())

@@ -188,15 +188,9 @@ impl SessionStore {
             .then(|| peers::listen(inner.db.clone(), inner.cache.clone(), inner.faults.clone()))
     }
 
-    /// Starts a change to sessions or roles. On SQLite the change takes the writer lock at
-    /// once (a write that changes nothing): a transaction that read first and wrote later
-    /// would be refused its write, not made to wait, had another writer committed between.
+    /// Starts a change to sessions or roles, as a `begin_write` transaction.
     pub async fn begin(&self) -> Result<SessionChange, AppError> {
-        let txn = self.inner.db.begin().await?;
-        if txn.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
-            txn.execute_unprepared("UPDATE server_settings SET value = value WHERE 0")
-                .await?;
-        }
+        let txn = begin_write(&self.inner.db).await?;
         Ok(SessionChange {
             txn,
             store: self.clone(),
@@ -467,6 +461,18 @@ pub struct SessionChange {
     txn: DatabaseTransaction,
     store: SessionStore,
     stale: Stale,
+}
+
+/// Begins a transaction that will write. On SQLite it takes the writer lock at once (a write
+/// that changes nothing): a transaction that read first and wrote later would be refused its
+/// write, not made to wait, had another writer committed between.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<DatabaseTransaction, AppError> {
+    let txn = db.begin().await?;
+    if txn.get_database_backend() == sea_orm::DatabaseBackend::Sqlite {
+        txn.execute_unprepared("UPDATE server_settings SET value = value WHERE 0")
+            .await?;
+    }
+    Ok(txn)
 }
 
 impl SessionChange {

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use entity::{passkey, passkey_ceremony};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, TransactionTrait};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use webauthn_rs::prelude::{DiscoverableAuthentication, DiscoverableKey, Passkey, PublicKeyCredential};
@@ -21,7 +21,7 @@ use crate::domain::audit::{self, Event, Kind};
 use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::domain::verification;
 use crate::error::AppError;
-use crate::sessions::SessionStore;
+use crate::sessions::{begin_write, SessionStore};
 
 /// What a sign-in ceremony remembers between start and finish.
 #[derive(Serialize, Deserialize)]
@@ -82,7 +82,7 @@ pub async fn start_login(
         user_id,
         state,
     };
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let ticket = open_ceremony(&txn, user_id, LOGIN, to_text(&remembered)?, now).await?;
     txn.commit().await?;
     let options = serde_json::to_value(options).map_err(|e| AppError::Internal(e.into()))?;

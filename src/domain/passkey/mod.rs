@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use entity::{passkey, passkey_ceremony, user};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    QuerySelect,
 };
 use uuid::Uuid;
 use webauthn_rs::fake::{FakePasskeyDistribution, WebauthnFakeCredentialGenerator};
@@ -21,7 +21,7 @@ use webauthn_rs_proto::ResidentKeyRequirement;
 use crate::client::ClientInfo;
 use crate::domain::audit::{self, Event, Kind};
 use crate::error::{on_unique, AppError};
-use crate::sessions::SessionStore;
+use crate::sessions::{begin_write, SessionStore};
 use ceremony::{from_text, open_ceremony, take, to_text, REGISTRATION};
 pub use login::{finish_login, start_login};
 
@@ -77,7 +77,7 @@ pub async fn start_registration(
     user: &user::Model,
     now: DateTime<Utc>,
 ) -> Result<serde_json::Value, AppError> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     // The authenticator refuses to make a second passkey for an account it already holds one of.
     let existing = credential_ids(&txn, user.id).await?;
     let display_name = user.name.as_deref().unwrap_or(&user.username);
@@ -139,7 +139,7 @@ pub async fn finish_registration(
         created_at: Set(now),
         last_used_at: Set(None),
     };
-    let txn = store.db().begin().await?;
+    let txn = begin_write(store.db()).await?;
     let row = passkey::Entity::insert(row)
         .exec_with_returning(&txn)
         .await
@@ -159,7 +159,7 @@ pub async fn remove(
     client: &ClientInfo,
     now: DateTime<Utc>,
 ) -> Result<(), AppError> {
-    let txn = db.begin().await?;
+    let txn = begin_write(db).await?;
     let row = passkey::Entity::find_by_id(passkey_id)
         .filter(passkey::Column::UserId.eq(user_id))
         .one(&txn)
