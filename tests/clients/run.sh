@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The client tests: GraphQL Code Generator and tsc over the committed schema.graphql, Apollo
 # Client in bearer mode (Node, also renewing short tokens) and cookie mode (Chromium,
-# cross-origin), GraphiQL in Chromium with no other host reachable, and passkeys in Chromium
-# with a virtual authenticator. Each program starts its own release gatehouse.
+# cross-origin), GraphiQL in Chromium with no other host reachable, passkeys in Chromium with
+# a virtual authenticator, and social login in Chromium through a real OpenID Provider in
+# cookie and bearer mode. Each program starts its own release gatehouse.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(cd ../.. && pwd)
@@ -28,3 +29,4 @@ npx tsx src/persisted.ts
 npx tsx src/cookie.ts
 npx tsx src/graphiql.ts
 npx tsx src/passkeys.ts
+npx tsx src/social.ts
