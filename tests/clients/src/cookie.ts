@@ -1,30 +1,15 @@
 // Apollo Client in Chromium, cookie mode: a page served from http://localhost:<port> (listed in
 // CORS_ORIGINS) calls gatehouse on http://localhost:<other port> with credentials: 'include'.
-import { readFileSync } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
-import { resolve } from 'node:path';
-
-import { offlineBrowser } from './browser.js';
+import { offlineBrowser, serveBundle } from './browser.js';
 import { startGatehouse } from './gatehouse.js';
 
-const bundle = readFileSync(resolve(import.meta.dirname, '../dist/cookie-page.js'));
-const html = '<!doctype html><meta charset="utf-8"><title>cookie mode</title><script src="/cookie-page.js"></script>';
-const pages = createServer((req, res) => {
-  if (req.url?.startsWith('/cookie-page.js')) {
-    res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
-  } else {
-    res.writeHead(200, { 'content-type': 'text/html' }).end(html);
-  }
-});
-await new Promise<void>((ok) => pages.listen(0, '127.0.0.1', ok));
-const pagePort = (pages.address() as AddressInfo).port;
-const pageOrigin = `http://localhost:${pagePort}`;
+const app = await serveBundle('cookie-page.js', 'cookie mode');
+const pageOrigin = app.origin;
 
 // COOKIE_SECURE keeps its default (true): browsers accept Secure cookies from http://localhost.
 const gatehouse = await startGatehouse({ CORS_ORIGINS: pageOrigin });
 const apiHost = `localhost:${gatehouse.port}`;
-const offline = await offlineBrowser([`localhost:${pagePort}`, apiHost]);
+const offline = await offlineBrowser([app.host, apiHost]);
 try {
   const page = await offline.context.newPage();
   const authorizationSent: string[] = [];
@@ -43,5 +28,5 @@ try {
 } finally {
   await offline.close();
   await gatehouse.stop();
-  pages.close();
+  app.close();
 }

@@ -4,13 +4,12 @@
 // session cookie the callback set; in bearer mode (a fresh browser) it exchanges the login code
 // for a token, which works once.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
-import { offlineBrowser } from './browser.js';
+import { offlineBrowser, serveBundle } from './browser.js';
 import { startGatehouse } from './gatehouse.js';
 import type { SocialResult } from './social-entry.js';
 
@@ -26,17 +25,8 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-const bundle = readFileSync(resolve(import.meta.dirname, '../dist/social-page.js'));
-const html = '<!doctype html><meta charset="utf-8"><title>app</title><script src="/social-page.js"></script>';
-const pages = createServer((req, res) => {
-  if (req.url?.startsWith('/social-page.js')) {
-    res.writeHead(200, { 'content-type': 'text/javascript' }).end(bundle);
-  } else {
-    res.writeHead(200, { 'content-type': 'text/html' }).end(html);
-  }
-});
-await new Promise<void>((ok) => pages.listen(0, '127.0.0.1', ok));
-const pageOrigin = `http://localhost:${(pages.address() as AddressInfo).port}`;
+const app = await serveBundle('social-page.js', 'app');
+const pageOrigin = app.origin;
 
 // The provider registers gatehouse's callback, so gatehouse's address is chosen first.
 const apiPort = await freePort();
@@ -83,7 +73,7 @@ const gatehouse = await startGatehouse({
 
 /** One sign-in in a browser of its own: load the page, click the button, come back. */
 async function signIn(mode: 'cookie' | 'bearer') {
-  const offline = await offlineBrowser([new URL(pageOrigin).host, `localhost:${apiPort}`, new URL(issuer).host]);
+  const offline = await offlineBrowser([app.host, `localhost:${apiPort}`, new URL(issuer).host]);
   try {
     const page = await offline.context.newPage();
     const toApi: Array<{ url: string; authorization?: string }> = [];
@@ -140,5 +130,5 @@ try {
 } finally {
   await gatehouse.stop();
   provider.kill();
-  pages.close();
+  app.close();
 }
