@@ -27,6 +27,7 @@ pub struct TestServer {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     cleanup: Cleanup,
+    _watched: watchdog::Watched,
 }
 
 enum Cleanup {
@@ -138,6 +139,7 @@ impl TestServer {
             shutdown: Some(tx),
             task: Some(task),
             cleanup,
+            _watched: watchdog::Watched::new(),
         }
     }
 
@@ -400,4 +402,78 @@ pub fn str_at(value: &Value, pointer: &str) -> String {
         .and_then(Value::as_str)
         .unwrap_or_else(|| panic!("no string at {pointer} in {value}"))
         .to_owned()
+}
+
+/// A test that hangs would hold CI until its time runs out and tell nothing. A server still up
+/// after `LIMIT` names its test, prints every thread's stack (with gdb, where installed) and
+/// ends the run.
+mod watchdog {
+    use std::collections::HashMap;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Mutex, Once};
+    use std::time::{Duration, Instant};
+
+    const LIMIT: Duration = Duration::from_secs(300);
+
+    static SERVERS: Mutex<Option<HashMap<u64, (String, Instant)>>> = Mutex::new(None);
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    static START: Once = Once::new();
+
+    pub struct Watched(u64);
+
+    impl Watched {
+        pub fn new() -> Watched {
+            START.call_once(|| {
+                std::thread::spawn(watch);
+            });
+            let id = NEXT.fetch_add(1, Ordering::Relaxed);
+            let test = std::thread::current().name().unwrap_or("a test").to_owned();
+            if let Ok(mut servers) = SERVERS.lock() {
+                servers
+                    .get_or_insert_with(HashMap::new)
+                    .insert(id, (test, Instant::now()));
+            }
+            Watched(id)
+        }
+    }
+
+    impl Drop for Watched {
+        fn drop(&mut self) {
+            if let Ok(mut servers) = SERVERS.lock() {
+                servers.get_or_insert_with(HashMap::new).remove(&self.0);
+            }
+        }
+    }
+
+    fn watch() {
+        loop {
+            std::thread::sleep(Duration::from_secs(5));
+            let stuck = SERVERS.lock().ok().and_then(|servers| {
+                servers
+                    .as_ref()?
+                    .values()
+                    .find(|(_, since)| since.elapsed() > LIMIT)
+                    .map(|(test, _)| test.clone())
+            });
+            if let Some(test) = stuck {
+                // Straight to stderr: `eprintln!` here would go to the capture of the test that
+                // started this thread.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "watchdog: {test} has had a server up for over {LIMIT:?}; every thread's stack follows"
+                );
+                let _ = std::process::Command::new("gdb")
+                    .args([
+                        "-p",
+                        &std::process::id().to_string(),
+                        "-batch",
+                        "-ex",
+                        "thread apply all bt",
+                    ])
+                    .status();
+                std::process::exit(101);
+            }
+        }
+    }
 }
