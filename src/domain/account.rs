@@ -203,8 +203,7 @@ pub async fn login(
                 client,
                 detail: None,
             };
-            audit::record(store.db(), now, failed).await?;
-            metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
+            audit::record_refused(store, failed).await?;
             return Err(AppError::InvalidCredentials);
         }
     };

@@ -9,6 +9,15 @@ use uuid::Uuid;
 pub use crate::audit::{record, Event, Kind};
 use crate::domain::page::{self, Page, PageRequest};
 use crate::error::AppError;
+use crate::sessions::SessionStore;
+
+/// Records a refused credential (a wrong password, code or passkey answer) and counts it in
+/// the login-failure metric.
+pub async fn record_refused(store: &SessionStore, event: Event<'_>) -> Result<(), AppError> {
+    record(store.db(), store.now(), event).await?;
+    metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
+    Ok(())
+}
 
 /// Events newest first, optionally those where `user_id` is the actor or the subject.
 pub async fn list(

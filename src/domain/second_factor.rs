@@ -425,11 +425,10 @@ async fn failed(store: &SessionStore, user: &user::Model, proof: &Proof<'_>, cli
         client,
         detail: Some(serde_json::json!({ "field": proof.field() })),
     };
-    if let Err(e) = audit::record(store.db(), store.now(), event).await {
-        return e;
+    match audit::record_refused(store, event).await {
+        Ok(()) => AppError::bad_input(proof.field(), "the code is wrong, used or expired"),
+        Err(e) => e,
     }
-    metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
-    AppError::bad_input(proof.field(), "the code is wrong, used or expired")
 }
 
 fn unreadable_secret() -> AppError {

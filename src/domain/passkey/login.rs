@@ -199,11 +199,10 @@ async fn failed(store: &SessionStore, subject: Option<Uuid>, client: &ClientInfo
         client,
         detail: Some(serde_json::json!({ "method": "passkey" })),
     };
-    if let Err(e) = audit::record(store.db(), store.now(), event).await {
-        return e;
+    match audit::record_refused(store, event).await {
+        Ok(()) => AppError::InvalidCredentials,
+        Err(e) => e,
     }
-    metrics::counter!(crate::telemetry::LOGIN_FAILURES).increment(1);
-    AppError::InvalidCredentials
 }
 
 #[cfg(test)]
