@@ -44,10 +44,11 @@ async fn main() {
     });
     // Log lines are written by a thread of their own, so a request never waits on stdout
     // (unless 128k lines are queued: then it waits rather than drop one); the guard flushes
-    // what is still queued when `main` returns.
+    // what is still queued when `main` returns. That thread writes whatever is queued at once
+    // and then flushes: one write for a burst of lines, not one per line.
     let (log_writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
-        .finish(std::io::stdout());
+        .finish(std::io::BufWriter::new(std::io::stdout()));
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
