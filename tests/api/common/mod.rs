@@ -263,7 +263,11 @@ impl Drop for TestServer {
                 }
             }
             Cleanup::PostgresSchema { base_url, schema } => {
-                // Drop runs inside the test's runtime: clean up from a thread of our own.
+                // Drop runs inside the test's runtime, which waits here: clean up from a thread
+                // of our own. A task of the server still in a transaction (a background mail,
+                // say) holds locks that DROP SCHEMA would wait for, and it cannot finish while
+                // its runtime waits, so the server's connections are ended first; the lock
+                // timeout bounds the wait on anything else.
                 let _ = std::thread::spawn(move || {
                     let rt = tokio::runtime::Builder::new_current_thread()
                         .enable_all()
@@ -272,7 +276,16 @@ impl Drop for TestServer {
                     rt.block_on(async {
                         if let Ok(db) = Database::connect(base_url).await {
                             let _ = db
-                                .execute_unprepared(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"))
+                                .execute_unprepared(&format!(
+                                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                                     WHERE application_name = '{schema}' AND pid <> pg_backend_pid()"
+                                ))
+                                .await;
+                            // One string, so both run on the same connection.
+                            let _ = db
+                                .execute_unprepared(&format!(
+                                    "SET lock_timeout = '30s'; DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                                ))
                                 .await;
                         }
                     });
@@ -313,7 +326,9 @@ async fn postgres_schema(config: Config, base_url: String) -> (Config, Cleanup) 
         .expect("create schema");
     db.close().await.expect("close");
     let separator = if base_url.contains('?') { '&' } else { '?' };
-    let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}");
+    // The schema's name as application_name too, so the cleanup can find the server's
+    // connections.
+    let url = format!("{base_url}{separator}options=-c%20search_path%3D{schema}&application_name={schema}");
     (
         Config {
             database_url: url,
