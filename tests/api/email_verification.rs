@@ -43,7 +43,7 @@ pub(crate) async fn verification_mail(server: &TestServer, to: &str, nth: usize)
     }
 }
 
-async fn signup(server: &TestServer, email: Option<&str>) -> (Reply, String) {
+pub(crate) async fn signup(server: &TestServer, email: Option<&str>) -> (Reply, String) {
     let username = unique("mailbox");
     let reply = server
         .gql(None, SIGNUP, json!({ "u": username, "p": PASSWORD, "e": email }))

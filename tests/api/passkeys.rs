@@ -12,8 +12,8 @@ use webauthn_authenticator_rs::WebauthnAuthenticator;
 use webauthn_rs::prelude::Url;
 use webauthn_rs_proto::{CreationChallengeResponse, RequestChallengeResponse};
 
-use crate::common::{str_at, unique, Reply, TestServer, PASSWORD};
-use crate::email_verification::{verification_mail, VERIFY};
+use crate::common::{str_at, unique, Reply, TestServer};
+use crate::email_verification::{self, verification_mail, VERIFY};
 use crate::reset::token_in;
 
 const START_REGISTRATION: &str = "mutation { startPasskeyRegistration }";
@@ -678,14 +678,8 @@ async fn one_document_finishes_one_passkey_login() {
 #[tokio::test]
 async fn with_verification_required_a_passkey_waits_for_a_verified_address() {
     let (server, _) = start(config()).await;
-    let username = unique("unverified");
-    let email = format!("{username}@example.com");
-    let signup = "mutation($u: String!, $p: String!, $e: String) {
-        signup(input: {username: $u, password: $p, email: $e}) { token }
-    }";
-    let reply = server
-        .gql(None, signup, json!({ "u": username, "p": PASSWORD, "e": email }))
-        .await;
+    let email = format!("{}@example.com", unique("unverified"));
+    let (reply, username) = email_verification::signup(&server, Some(&email)).await;
     let token = str_at(&reply.data("signup"), "/token");
     let mut authenticator = Authenticator::new();
     register(&server, &token, &mut authenticator, "laptop").await;

@@ -423,7 +423,7 @@ pub fn str_at(value: &Value, pointer: &str) -> String {
 /// after `LIMIT` names its test, prints every thread's stack (with gdb, where installed) and
 /// ends the run.
 mod watchdog {
-    use std::collections::HashMap;
+    use std::collections::BTreeMap;
     use std::io::Write;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::{Mutex, Once};
@@ -431,7 +431,7 @@ mod watchdog {
 
     const LIMIT: Duration = Duration::from_secs(300);
 
-    static SERVERS: Mutex<Option<HashMap<u64, (String, Instant)>>> = Mutex::new(None);
+    static SERVERS: Mutex<BTreeMap<u64, (String, Instant)>> = Mutex::new(BTreeMap::new());
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static START: Once = Once::new();
 
@@ -445,9 +445,7 @@ mod watchdog {
             let id = NEXT.fetch_add(1, Ordering::Relaxed);
             let test = std::thread::current().name().unwrap_or("a test").to_owned();
             if let Ok(mut servers) = SERVERS.lock() {
-                servers
-                    .get_or_insert_with(HashMap::new)
-                    .insert(id, (test, Instant::now()));
+                servers.insert(id, (test, Instant::now()));
             }
             Watched(id)
         }
@@ -456,7 +454,7 @@ mod watchdog {
     impl Drop for Watched {
         fn drop(&mut self) {
             if let Ok(mut servers) = SERVERS.lock() {
-                servers.get_or_insert_with(HashMap::new).remove(&self.0);
+                servers.remove(&self.0);
             }
         }
     }
@@ -466,7 +464,6 @@ mod watchdog {
             std::thread::sleep(Duration::from_secs(5));
             let stuck = SERVERS.lock().ok().and_then(|servers| {
                 servers
-                    .as_ref()?
                     .values()
                     .find(|(_, since)| since.elapsed() > LIMIT)
                     .map(|(test, _)| test.clone())

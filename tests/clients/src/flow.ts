@@ -3,6 +3,7 @@
 import type { ApolloClient } from '@apollo/client';
 import { CombinedGraphQLErrors } from '@apollo/client/errors';
 
+import { check } from './check.js';
 import {
   CountSessionsDocument,
   CreateSiteDocument,
@@ -26,10 +27,6 @@ export interface FlowHooks {
 }
 
 const PASSWORD = 'correct horse battery staple';
-
-function check(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
 
 function codesOf(error: unknown): string[] {
   return CombinedGraphQLErrors.is(error) ? error.errors.map((e) => String(e.extensions?.code)) : [];

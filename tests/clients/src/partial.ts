@@ -5,15 +5,12 @@ import { InMemoryCache } from '@apollo/client';
 import { loadDevMessages, loadErrorMessages } from '@apollo/client/dev';
 import { CombinedGraphQLErrors } from '@apollo/client/errors';
 
+import { check } from './check.js';
 import { bearerClient } from './client.js';
 import { startGatehouse } from './gatehouse.js';
 import { CreateSiteWithCodeDocument, JoinSiteDocument, SignupDocument, SiteDetailsDocument } from './generated/graphql.js';
 
 const PASSWORD = 'correct horse battery staple';
-
-function check(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
 
 // Apollo reports a result it cannot store whole on the console ("Missing field ...") in its
 // development build, which run.sh selects with `--conditions=development`.

@@ -7,6 +7,7 @@ import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 import { offlineBrowser } from './browser.js';
+import { check } from './check.js';
 import { startGatehouse } from './gatehouse.js';
 
 // The page's part: base64url fields of the options become ArrayBuffers for the browser, and
@@ -84,10 +85,6 @@ declare global {
     getPasskey(options: unknown): Promise<Json>;
     graphql(api: string, query: string, variables?: Json): Promise<Reply>;
   }
-}
-
-function check(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(message);
 }
 
 function code(reply: Reply): string | undefined {

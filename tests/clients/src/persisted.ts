@@ -7,14 +7,11 @@ import { ApolloClient, ApolloLink, HttpLink, InMemoryCache } from '@apollo/clien
 import { SetContextLink } from '@apollo/client/link/context';
 import { PersistedQueryLink } from '@apollo/client/link/persisted-queries';
 
+import { check } from './check.js';
 import { startGatehouse } from './gatehouse.js';
 import { MeDocument, SignupDocument } from './generated/graphql.js';
 
 const PASSWORD = 'correct horse battery staple';
-
-function check(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
 
 /** What went over the wire: method, whether the text was sent, and the error codes that came back. */
 interface Exchange {

@@ -10,12 +10,9 @@ import { resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 
 import { offlineBrowser, serveBundle } from './browser.js';
+import { check } from './check.js';
 import { startGatehouse } from './gatehouse.js';
 import type { SocialResult } from './social-entry.js';
-
-function check(condition: unknown, message: string): asserts condition {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
 
 async function freePort(): Promise<number> {
   const probe = createServer();
