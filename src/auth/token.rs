@@ -2,9 +2,13 @@
 //! default, or EdDSA / RS256 with `JWT_PRIVATE_KEY_FILE` (`auth::jwk`). It knows nothing of
 //! the database: a verified token still needs a live session.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -13,6 +17,10 @@ use crate::auth::jwk::PrivateKey;
 
 /// Clock skew tolerated on `iat` between instances sharing a database.
 const IAT_LEEWAY_SECONDS: i64 = 30;
+/// Token text kept verified in memory at most (a token is about 400 bytes), and how long an
+/// unused one stays.
+const VERIFIED_TOKENS_BYTES: u64 = 8 * 1024 * 1024;
+const VERIFIED_TOKENS_IDLE: Duration = Duration::from_secs(15 * 60);
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Claims {
@@ -46,6 +54,7 @@ pub struct TokenKeys {
     validation: Validation,
     /// The public key for `/.well-known/jwks.json`; none for a shared secret.
     jwk: Option<Value>,
+    verified: Cache<String, Arc<Claims>>,
 }
 
 impl TokenKeys {
@@ -57,6 +66,7 @@ impl TokenKeys {
             decoding: DecodingKey::from_secret(secret),
             validation: validation(Algorithm::HS256),
             jwk: None,
+            verified: verified_tokens(),
         }
     }
 
@@ -68,6 +78,7 @@ impl TokenKeys {
             decoding: key.decoding,
             validation: validation(key.algorithm),
             jwk: Some(key.jwk),
+            verified: verified_tokens(),
         }
     }
 
@@ -86,18 +97,36 @@ impl TokenKeys {
     /// token. Expiry has no leeway (the token and its session expire together, on the same
     /// clock); an `iat` in the future is allowed `IAT_LEEWAY_SECONDS` of clock skew between
     /// instances.
-    pub fn verify(&self, token: &str, now_unix: i64) -> Option<Claims> {
-        // A token naming another key (or any key, under a shared secret) was not made by
-        // this server: refused before the signature is even looked at.
-        if jsonwebtoken::decode_header(token).ok()?.kid != self.kid {
-            return None;
-        }
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .ok()?
-            .claims;
+    pub fn verify(&self, token: &str, now_unix: i64) -> Option<Arc<Claims>> {
+        // A token's signature and key id never change their verdict under the same keys, so
+        // a token verified once is taken from memory; its times are checked on every use.
+        let claims = match self.verified.get(token) {
+            Some(claims) => claims,
+            None => {
+                let decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation).ok()?;
+                // A token naming another key (or any key, under a shared secret) was not made
+                // by this server.
+                if decoded.header.kid != self.kid {
+                    return None;
+                }
+                let claims = Arc::new(decoded.claims);
+                self.verified.insert(token.to_owned(), claims.clone());
+                claims
+            }
+        };
         let fresh = claims.exp > now_unix && claims.iat <= now_unix.saturating_add(IAT_LEEWAY_SECONDS);
         fresh.then_some(claims)
     }
+}
+
+/// Tokens that passed `verify`, by their text. Bounded by text size, and an entry unused for
+/// a while goes first: a miss only costs a signature check.
+fn verified_tokens() -> Cache<String, Arc<Claims>> {
+    Cache::builder()
+        .max_capacity(VERIFIED_TOKENS_BYTES)
+        .weigher(|token: &String, _: &Arc<Claims>| u32::try_from(token.len()).unwrap_or(u32::MAX))
+        .time_to_idle(VERIFIED_TOKENS_IDLE)
+        .build()
 }
 
 /// Only `algorithm` is accepted: `alg: none`, and any other algorithm (such as HS256 keyed
@@ -182,7 +211,36 @@ mod tests {
         let keys = TokenKeys::hs256(b"0123456789abcdef0123456789abcdef");
         let c = claims(100);
         let token = keys.sign(&c).unwrap();
-        assert_eq!(keys.verify(&token, 50), Some(c));
+        assert_eq!(keys.verify(&token, 50).as_deref(), Some(&c));
+    }
+
+    #[test]
+    fn a_remembered_token_still_has_its_times_checked() {
+        let keys = TokenKeys::hs256(b"0123456789abcdef0123456789abcdef");
+        let mut c = claims(100);
+        c.iat = 40;
+        let token = keys.sign(&c).unwrap();
+        assert_eq!(keys.verify(&token, 50).as_deref(), Some(&c));
+        assert!(keys.verified.contains_key(token.as_str()));
+        assert_eq!(keys.verify(&token, 100), None, "expired since it was remembered");
+        assert_eq!(
+            keys.verify(&token, 9),
+            None,
+            "issued too far in the future for that clock"
+        );
+        assert_eq!(keys.verify(&token, 99).as_deref(), Some(&c));
+    }
+
+    #[test]
+    fn a_refused_token_is_not_remembered() {
+        let keys = TokenKeys::hs256(b"0123456789abcdef0123456789abcdef");
+        let forged = TokenKeys::hs256(b"another-secret-another-secret-xx")
+            .sign(&claims(100))
+            .unwrap();
+        for _ in 0..2 {
+            assert_eq!(keys.verify(&forged, 50), None);
+        }
+        assert!(!keys.verified.contains_key(forged.as_str()));
     }
 
     #[test]
@@ -222,7 +280,7 @@ mod tests {
             header.kid.as_deref(),
             Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
         );
-        assert_eq!(keys.verify(&token, 50), Some(c.clone()));
+        assert_eq!(keys.verify(&token, 50).as_deref(), Some(&c));
         assert_eq!(keys.jwks()["keys"][0]["x"], x.as_str());
 
         // Algorithm confusion: HS256 keyed with the public key's bytes.

@@ -50,7 +50,9 @@ pub async fn list_users(
         .limit(request.fetch())
         .all(db)
         .await?;
-    Ok(Page::from_rows(request, rows, total, |row| row.username_key.clone()))
+    Ok(Page::from_rows(request, rows, Some(total), |row| {
+        row.username_key.clone()
+    }))
 }
 
 /// `createUser`: an account with role `user` plus `roles`, created by an admin.

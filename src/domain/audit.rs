@@ -51,7 +51,7 @@ pub async fn list(
         .limit(request.fetch())
         .all(db)
         .await?;
-    Ok(Page::from_rows(request, rows, total, |row| {
+    Ok(Page::from_rows(request, rows, Some(total), |row| {
         page::time_key(row.at, row.id)
     }))
 }

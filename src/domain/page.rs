@@ -48,12 +48,13 @@ pub struct Page<T> {
     /// Items with their cursors, in order.
     pub items: Vec<(T, String)>,
     pub has_next: bool,
-    pub total: u64,
+    /// How many items all pages hold; `None` when the caller did not ask for it.
+    pub total: Option<u64>,
 }
 
 impl<T> Page<T> {
     /// Builds a page from `fetch()` rows, the key of each row giving its cursor.
-    pub fn from_rows(request: &PageRequest, mut rows: Vec<T>, total: u64, key: impl Fn(&T) -> String) -> Self {
+    pub fn from_rows(request: &PageRequest, mut rows: Vec<T>, total: Option<u64>, key: impl Fn(&T) -> String) -> Self {
         let has_next = rows.len() as u64 > request.first;
         rows.truncate(request.first as usize);
         let items = rows
@@ -132,7 +133,7 @@ mod tests {
     #[test]
     fn one_extra_row_means_a_next_page() {
         let request = PageRequest::new(Some(2), None).unwrap();
-        let page = Page::from_rows(&request, vec!["a", "b", "c"], 3, |s| s.to_string());
+        let page = Page::from_rows(&request, vec!["a", "b", "c"], Some(3), |s| s.to_string());
         assert!(page.has_next);
         assert_eq!(page.items.len(), 2);
         assert_eq!(page.end_cursor(), Some(encode_cursor("b")));

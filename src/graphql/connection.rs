@@ -45,7 +45,10 @@ macro_rules! connection {
                     has_next_page: page.has_next,
                     end_cursor: page.end_cursor(),
                 };
-                let total_count = i32::try_from(page.total).unwrap_or(i32::MAX);
+                // Not counted only when the request did not select `totalCount`.
+                let total_count = page
+                    .total
+                    .map_or(0, |total| i32::try_from(total).unwrap_or(i32::MAX));
                 let edges = page
                     .items
                     .into_iter()

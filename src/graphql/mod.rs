@@ -16,7 +16,7 @@ pub mod site;
 pub mod social;
 pub mod types;
 
-use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, ServerError};
+use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, ServerError, ValidationMode};
 
 use crate::client::ClientInfo;
 use crate::config::Config;
@@ -52,8 +52,9 @@ pub type GatehouseSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// The schema as configured. Document limits are checked before async-graphql sees the
 /// document, by `limits`; `partial` makes field errors leave `null` behind.
-pub fn build(config: &Config) -> GatehouseSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
+pub fn build(config: &Config, validation: ValidationMode) -> GatehouseSchema {
+    let mut builder =
+        Schema::build(Query::default(), Mutation::default(), EmptySubscription).validation_mode(validation);
     if !config.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -112,7 +113,7 @@ pub(crate) fn change<T>(value: async_graphql::MaybeUndefined<T>) -> crate::domai
 }
 
 /// How a finished response should be reported over HTTP.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
     /// Executed (possibly with field errors).
     Executed,

@@ -187,7 +187,8 @@ impl SiteQuery {
         #[graphql(desc = "The `endCursor` of the previous page.")] after: Option<String>,
     ) -> Result<SiteConnection> {
         let request = PageRequest::new(first, after.as_deref())?;
-        let page = site::list(&ctx.state().db, &ctx.caller()?, &request).await?;
+        let count = ctx.look_ahead().field("totalCount").exists();
+        let page = site::list(&ctx.state().db, &ctx.caller()?, &request, count).await?;
         // Load the page's members and their users in one batch each, up front: the per-site
         // resolvers then find them in the request's loader cache (API.md §5: statements do
         // not grow with the page).

@@ -1,7 +1,8 @@
 //! Parsed documents by their text: a client sends the same few documents over and over, and
 //! parsing (pest) is a large part of answering a small one. Only documents that passed every
-//! limit are kept, and the limits still run on every request (a page size may come from the
-//! variables); execution gets its own copy, so nothing is shared between requests.
+//! limit and async-graphql's validation are kept, and the limits still run on every request (a
+//! page size may come from the variables); execution gets its own copy, so nothing is shared
+//! between requests.
 
 use std::sync::Arc;
 
@@ -32,8 +33,8 @@ impl Documents {
         }
     }
 
-    /// Keeps a document that passed every limit.
-    pub fn remember(&self, text: &str, document: &ExecutableDocument) {
-        self.0.insert(text.to_owned(), Arc::new(document.clone()));
+    /// Keeps a document that passed every limit and validation.
+    pub fn remember(&self, text: &str, document: ExecutableDocument) {
+        self.0.insert(text.to_owned(), Arc::new(document));
     }
 }

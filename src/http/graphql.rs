@@ -8,7 +8,8 @@ use std::time::Instant;
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection};
 use async_graphql::ServerError;
 use axum::body::{Body, Bytes};
-use axum::extract::{ConnectInfo, RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -51,8 +52,11 @@ impl Format {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| {
-                v.split(',')
-                    .any(|t| t.trim().to_ascii_lowercase().starts_with(GRAPHQL_RESPONSE_JSON))
+                v.split(',').any(|t| {
+                    t.trim()
+                        .get(..GRAPHQL_RESPONSE_JSON.len())
+                        .is_some_and(|start| start.eq_ignore_ascii_case(GRAPHQL_RESPONSE_JSON))
+                })
             });
         if accepts_graphql_response {
             Format::GraphqlResponse
@@ -86,17 +90,18 @@ enum Method {
 pub async fn post(
     State(http): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
+    // Taken apart rather than extracted, which would copy every header.
+    let (Parts { headers, .. }, body) = request.into_parts();
     let format = Format::negotiate(&headers);
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = content_type.split(';').next().unwrap_or("").trim();
     // API.md §2: anything but JSON is 415, which also stops cross-site form posts.
-    if essence != APPLICATION_JSON && essence != GRAPHQL_RESPONSE_JSON {
+    if !essence.eq_ignore_ascii_case(APPLICATION_JSON) && !essence.eq_ignore_ascii_case(GRAPHQL_RESPONSE_JSON) {
         let message = "Content-Type must be application/json";
         return reply(
             format,
@@ -183,15 +188,20 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Option<Byte
 }
 
 fn parse_body(bytes: &[u8]) -> Result<async_graphql::Request, &'static str> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) else {
         return Err("request body is empty");
-    }
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|_| "request body is not valid JSON")?;
-    if value.is_array() {
+    };
+    if *first == b'[' {
         return Err("batched requests are not supported");
     }
-    serde_json::from_value(value)
-        .map_err(|_| "request body must be {\"query\": ..., \"variables\"?: {...}, \"operationName\"?: ...}")
+    // Straight into the request, with no JSON tree in between; the error's category tells
+    // broken JSON from a wrong shape.
+    serde_json::from_slice(bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => {
+            "request body must be {\"query\": ..., \"variables\"?: {...}, \"operationName\"?: ...}"
+        }
+        _ => "request body is not valid JSON",
+    })
 }
 
 async fn execute(
@@ -274,13 +284,18 @@ async fn execute(
         }
         Ok(_) => {}
     }
-    // Only a document that passed every limit is remembered.
-    if !seen {
-        http.documents.remember(&text, &document);
-    }
     if let Some(hash) = register {
         http.persisted.remember(hash, &text);
     }
+    // A new document is kept once it has passed every limit and async-graphql's validation.
+    let unseen = (!seen).then(|| document.clone());
+    // Validation depends on the document and the variables' values only: a document that
+    // passed it before, sent without variables, would pass again, so the rules that read the
+    // document alone are skipped.
+    let schema = match seen && request.variables.is_empty() {
+        true => &http.validated_schema,
+        false => &http.schema,
+    };
     request.set_parsed_query(document);
 
     let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
@@ -292,8 +307,11 @@ async fn execute(
         &state.db,
     );
     let started = Instant::now();
-    let mut response = http.schema.execute(request).await;
+    let mut response = schema.execute(request).await;
     let outcome = finish_errors(&mut response);
+    if let (Some(document), Outcome::Executed) = (unseen, outcome) {
+        http.documents.remember(&text, document);
+    }
     if !response.errors.is_empty() {
         // Execution took the parsed document; a copy comes from the document cache.
         if let Ok((document, _)) = http.documents.parse(&text) {

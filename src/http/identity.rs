@@ -36,7 +36,7 @@ pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<(String, Tok
     cookie::read(headers, cookie_name).map(|token| (token, TokenSource::Cookie))
 }
 
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(level = "debug", skip_all)]
 pub async fn resolve(state: &AppState, headers: &HeaderMap) -> Result<Identity, Rejection> {
     let Some((token, source)) = credential(headers, &state.config.cookie_name) else {
         return Ok(Identity::Anonymous);

@@ -14,6 +14,7 @@ pub mod webhook;
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_graphql::ValidationMode;
 use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use axum::routing::get;
@@ -33,6 +34,9 @@ use crate::state::AppState;
 pub struct HttpState {
     pub app: AppState,
     pub schema: GatehouseSchema,
+    /// The same schema validating only what depends on the variables, for documents that
+    /// passed the full validation before (`documents`).
+    pub validated_schema: GatehouseSchema,
     /// The schema's field types, for the document limits and the null pass.
     pub field_types: Arc<FieldTypes>,
     /// Documents known by hash (Apollo's automatic persisted queries).
@@ -42,7 +46,8 @@ pub struct HttpState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let schema = schema::build(&state.config);
+    let schema = schema::build(&state.config, ValidationMode::Strict);
+    let validated_schema = schema::build(&state.config, ValidationMode::Fast);
     let field_types = Arc::new(FieldTypes::from_sdl(&schema.sdl()));
     let cors = cors_layer(&state);
     let mut router = Router::new().route("/graphql", get(graphql::get).post(graphql::post));
@@ -65,6 +70,7 @@ pub fn router(state: AppState) -> Router {
         .with_state(HttpState {
             app: state,
             schema,
+            validated_schema,
             field_types,
             persisted: Default::default(),
             documents: Default::default(),

@@ -4,7 +4,7 @@
 
 use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -55,10 +55,11 @@ impl Options {
 pub async fn get(
     State(http): State<HttpState>,
     params: Result<Query<Params>, QueryRejection>,
-    headers: HeaderMap,
+    // The request itself rather than a `HeaderMap`, whose extraction copies every header.
+    request: Request,
 ) -> Response {
     match Options::parse(params) {
-        Ok(options) => check(&http.app, &options, &headers).await,
+        Ok(options) => check(&http.app, &options, request.headers()).await,
         Err(reason) => refuse(StatusCode::BAD_REQUEST, reason),
     }
 }

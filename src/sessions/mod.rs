@@ -200,7 +200,7 @@ impl SessionStore {
 
     /// Turns a verified token into the caller: the session must exist, be unexpired, not idle
     /// and match the token's secret; the roles are the ones the user holds now, never the token's.
-    #[tracing::instrument(skip_all)]
+    #[tracing::instrument(level = "debug", skip_all)]
     pub async fn authenticate(&self, claims: &Claims) -> Result<Caller, AppError> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -868,7 +868,7 @@ mod tests {
             .tokens
             .verify(&issued.token, store.now().timestamp())
             .unwrap();
-        (user.id, claims)
+        (user.id, Claims::clone(&claims))
     }
 
     #[tokio::test]

@@ -164,3 +164,29 @@ async fn a_document_seen_before_is_checked_and_guarded_again() {
         .await
         .assert_code("GRAPHQL_VALIDATION_FAILED");
 }
+
+#[tokio::test]
+async fn a_document_is_kept_only_once_it_passed_validation_and_is_validated_against_new_variables() {
+    let server = TestServer::start(Config::for_test()).await;
+    let (token, _, _) = server.signup("validated").await;
+    // An unused variable fails validation (and no limit): kept, the document would skip that
+    // rule the second time and run.
+    let unused = "query($x: Int) { me { id } }";
+    for _ in 0..3 {
+        let reply = server.gql(Some(&token), unused, json!({})).await;
+        reply.assert_code("GRAPHQL_VALIDATION_FAILED");
+        assert!(reply.body["data"].is_null(), "{}", reply.body);
+    }
+    // Kept after its first run, and served from memory on the second; variables of the wrong
+    // type are still a validation failure of the whole request, not a field error.
+    let page = "query($n: Int) { sites(first: $n) { edges { node { id } } } }";
+    for _ in 0..2 {
+        assert!(server.gql(Some(&token), page, json!({})).await.data("sites")["edges"].is_array());
+    }
+    for _ in 0..2 {
+        let reply = server.gql(Some(&token), page, json!({ "n": "ten" })).await;
+        reply.assert_code("GRAPHQL_VALIDATION_FAILED");
+        assert!(reply.body["data"].is_null(), "{}", reply.body);
+    }
+    assert!(server.gql(Some(&token), page, json!({ "n": 2 })).await.data("sites")["edges"].is_array());
+}

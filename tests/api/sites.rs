@@ -446,6 +446,19 @@ async fn sites_are_paged_and_scoped_to_the_caller() {
         .await
         .data("sites");
     assert_eq!(all["totalCount"], 6);
+    // Counted only when asked for, however it is asked: through an alias and a fragment too.
+    let fragment = "{ sites(first: 1) { ...Counted edges { node { id } } } } \
+                    fragment Counted on SiteConnection { n: totalCount }";
+    let sites = server.gql(Some(&alice), fragment, json!({})).await.data("sites");
+    assert_eq!(
+        (sites["n"].clone(), sites["edges"].as_array().unwrap().len()),
+        (json!(5), 1)
+    );
+    let inline = "{ sites(first: 1) { ... on SiteConnection { totalCount } } }";
+    assert_eq!(
+        server.gql(Some(&bob), inline, json!({})).await.data("sites")["totalCount"],
+        1
+    );
     server
         .gql(Some(&alice), "{ sites(first: 101) { totalCount } }", json!({}))
         .await
