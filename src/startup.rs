@@ -151,6 +151,9 @@ fn key_file(path: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(key)
 }
 
+/// Rows a SQLite connection may have ready before its reader takes them (sqlx's default: 50).
+const SQLITE_ROW_BUFFER: usize = 1024;
+
 /// Opens the pool; for SQLite, creates the file's folder and turns on write-ahead logging
 /// so readers do not wait for writers.
 pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnection> {
@@ -167,7 +170,10 @@ pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnect
         // A dead connection fails its statement and is replaced; pinging each checkout would
         // double the round trips of every request.
         .test_before_acquire(false)
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // SQLite answers from a thread per connection, a row at a time over a channel: with
+        // room for a whole page of rows that thread never stops to wait for the reader.
+        .map_sqlx_sqlite_opts(|sqlite| sqlite.row_buffer_size(SQLITE_ROW_BUFFER));
     let db = Database::connect(options).await.context("connecting to the database")?;
     if config.is_sqlite() {
         db.execute_unprepared("PRAGMA journal_mode=WAL").await?;

@@ -3,7 +3,7 @@
 //! Within a request they cache, so a list resolver can load a whole page's children with one
 //! `load_many` up front and the per-item resolvers find them there, whatever the timing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
@@ -191,26 +191,35 @@ impl Loaders {
             .get_or_init(|| fresh(PasskeysByUser(self.db.clone())))
     }
 
-    /// Loads the members of `site_ids` with their users in one joined query, and hands both to
-    /// the loaders, so the per-site and per-member resolvers find them cached.
+    /// Loads the members of `site_ids`, then their users, one statement each, and hands both
+    /// to the loaders, so the per-site and per-member resolvers find them cached. Not a join:
+    /// the same few users are members of many sites, and a joined row would carry the whole
+    /// user again for each membership.
     pub async fn preload_members_with_users(&self, site_ids: &[Uuid]) -> Result<(), AppError> {
         let rows = site_member::Entity::find()
             .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
-            .find_also_related(user::Entity)
             .order_by_asc(site_member::Column::JoinedAt)
             .order_by_asc(site_member::Column::UserId)
             .all(&self.db)
             .await?;
+        let user_ids: HashSet<Uuid> = rows.iter().map(|member| member.user_id).collect();
         let mut members: HashMap<Uuid, Vec<site_member::Model>> = site_ids.iter().map(|id| (*id, Vec::new())).collect();
-        let mut users = HashMap::new();
-        for (member, user) in rows {
-            if let Some(user) = user {
-                users.insert(user.id, user);
-            }
+        for member in rows {
             members.entry(member.site_id).or_default().push(member);
         }
+        let users = match user_ids.is_empty() {
+            true => Vec::new(),
+            false => {
+                user::Entity::find()
+                    .filter(user::Column::Id.is_in(user_ids))
+                    .all(&self.db)
+                    .await?
+            }
+        };
         self.memberships_by_site().feed_many(members).await;
-        self.users().feed_many(users).await;
+        self.users()
+            .feed_many(users.into_iter().map(|user| (user.id, user)))
+            .await;
         Ok(())
     }
 }
