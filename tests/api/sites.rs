@@ -435,12 +435,27 @@ async fn sites_are_paged_and_scoped_to_the_caller() {
             .data("sites");
         assert_eq!(sites["totalCount"], 5);
         seen.extend(sites["edges"].as_array().unwrap().iter().map(|e| str_at(e, "/node/id")));
+        after = Some(str_at(&sites, "/pageInfo/endCursor"));
         if sites["pageInfo"]["hasNextPage"] == false {
             break;
         }
-        after = Some(str_at(&sites, "/pageInfo/endCursor"));
     }
     assert_eq!(seen, mine);
+    // Past the last site: an empty page, counted all the same.
+    let past = server
+        .gql(Some(&alice), page, json!({ "after": after }))
+        .await
+        .data("sites");
+    assert_eq!(
+        (past["edges"].clone(), past["totalCount"].clone()),
+        (json!([]), json!(5))
+    );
+    let (nobody, _, _) = server.signup("nobody").await;
+    let none = server.gql(Some(&nobody), page, json!({})).await.data("sites");
+    assert_eq!(
+        (none["edges"].clone(), none["totalCount"].clone()),
+        (json!([]), json!(0))
+    );
     let all = server
         .gql(Some(&global_admin), "{ sites(first: 100) { totalCount } }", json!({}))
         .await
