@@ -30,25 +30,36 @@ use crate::graphql::{self as schema, GatehouseSchema};
 use crate::state::AppState;
 
 /// What every handler gets: the application state and the schema built from its config.
+/// One `Arc`, so that handing it to a request is one count, not one per field.
 #[derive(Clone)]
-pub struct HttpState {
+pub struct HttpState(Arc<HttpShared>);
+
+impl std::ops::Deref for HttpState {
+    type Target = HttpShared;
+
+    fn deref(&self) -> &HttpShared {
+        &self.0
+    }
+}
+
+pub struct HttpShared {
     pub app: AppState,
     pub schema: GatehouseSchema,
     /// The same schema validating only what depends on the variables, for documents that
     /// passed the full validation before (`documents`).
     pub validated_schema: GatehouseSchema,
     /// The schema's field types, for the document limits and the null pass.
-    pub field_types: Arc<FieldTypes>,
+    pub field_types: FieldTypes,
     /// Documents known by hash (Apollo's automatic persisted queries).
-    pub persisted: Arc<persisted::PersistedQueries>,
+    pub persisted: persisted::PersistedQueries,
     /// Documents already parsed, by their text.
-    pub documents: Arc<documents::Documents>,
+    pub documents: documents::Documents,
 }
 
 pub fn router(state: AppState) -> Router {
     let schema = schema::build(&state.config, ValidationMode::Strict);
     let validated_schema = schema::build(&state.config, ValidationMode::Fast);
-    let field_types = Arc::new(FieldTypes::from_sdl(&schema.sdl()));
+    let field_types = FieldTypes::from_sdl(&schema.sdl());
     let cors = cors_layer(&state);
     let mut router = Router::new().route("/graphql", get(graphql::get).post(graphql::post));
     if state.config.graphiql {
@@ -67,14 +78,14 @@ pub fn router(state: AppState) -> Router {
         None => router.route("/metrics", get(health::metrics)),
     };
     let router = router
-        .with_state(HttpState {
+        .with_state(HttpState(Arc::new(HttpShared {
             app: state,
             schema,
             validated_schema,
             field_types,
             persisted: Default::default(),
             documents: Default::default(),
-        })
+        })))
         // One line per request: method, path (never the query string, which may hold
         // variables), status and latency.
         .layer(
