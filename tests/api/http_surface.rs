@@ -223,10 +223,14 @@ async fn malformed_bodies_get_400() {
         b"[{\"query\":\"{ __typename }\"}]",
         b"{\"query\": 42}",
         b"\"just a string\"",
+        b"  [ ]",
+        b"{\"query\": \"{ __typename }\", \"query\": \"{ __typename }\"}",
+        b"{\"query\": \"{ __typename }\"} trailing",
     ] {
         let reply = post_raw(&server, Some("application/json"), None, body.to_vec()).await;
         assert_eq!(reply.status, 400, "{}", String::from_utf8_lossy(body));
         assert!(reply.body["errors"][0]["message"].is_string());
+        reply.assert_code("BAD_REQUEST");
     }
     assert_still_serving(&server).await;
 }
