@@ -20,13 +20,17 @@ impl Loader<Uuid> for UserById {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = user::Entity::find()
-            .filter(user::Column::Id.is_in(keys.to_vec()))
-            .all(&self.0)
-            .await;
-        let rows = rows.map_err(AppError::from)?;
-        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+        Ok(users_by_id(&self.0, keys.iter().copied()).await?)
     }
+}
+
+/// The users with these ids, by id.
+async fn users_by_id(
+    db: &DatabaseConnection,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, user::Model>, AppError> {
+    let rows = user::Entity::find().filter(user::Column::Id.is_in(ids)).all(db).await?;
+    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
 }
 
 pub struct SiteById(pub DatabaseConnection);
@@ -208,18 +212,11 @@ impl Loaders {
             members.entry(member.site_id).or_default().push(member);
         }
         let users = match user_ids.is_empty() {
-            true => Vec::new(),
-            false => {
-                user::Entity::find()
-                    .filter(user::Column::Id.is_in(user_ids))
-                    .all(&self.db)
-                    .await?
-            }
+            true => HashMap::new(),
+            false => users_by_id(&self.db, user_ids).await?,
         };
         self.memberships_by_site().feed_many(members).await;
-        self.users()
-            .feed_many(users.into_iter().map(|user| (user.id, user)))
-            .await;
+        self.users().feed_many(users).await;
         Ok(())
     }
 }
