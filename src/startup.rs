@@ -161,6 +161,9 @@ pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnect
     if let Some(path) = &sqlite_file {
         prepare_sqlite_file(path)?;
     }
+    if config.is_sqlite() {
+        sqlite_without_memory_statistics();
+    }
     let timeout = Duration::from_secs(config.database_timeout);
     let mut options = ConnectOptions::new(config.database_url.clone());
     options
@@ -182,6 +185,24 @@ pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnect
         restrict_sqlite_files(path)?;
     }
     Ok(db)
+}
+
+/// SQLite keeps memory statistics under one process-wide mutex by default, taken on every
+/// allocation and free: every connection's thread and every dropped row contended for it,
+/// and nothing here reads those statistics (SQLite recommends turning them off). The setting
+/// only takes before SQLite first initialises; a later call is refused and changes nothing.
+fn sqlite_without_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let off: std::ffi::c_int = 0;
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int argument. The server opens its SQLite
+        // connections only after this returns, and `Once` makes it the only call; if SQLite
+        // was initialised already, it refuses before touching anything.
+        let code = unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, off) };
+        if code != libsqlite3_sys::SQLITE_OK {
+            tracing::debug!(code, "SQLite was initialised already: memory statistics stay on");
+        }
+    });
 }
 
 /// The SQLite file holds the signing secret and the password hashes: a folder gatehouse

@@ -218,7 +218,7 @@ mod tests {
         let caller = Caller {
             user_id: root.id,
             session_id: Uuid::new_v4(),
-            roles: vec![role::ADMIN.into(), role::USER.into()],
+            roles: vec![role::ADMIN.into(), role::USER.into()].into(),
             user: std::sync::Arc::new(root.clone()),
             authenticated_at: store.now(),
         };

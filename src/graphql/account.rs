@@ -24,7 +24,7 @@ impl AccountQuery {
             return Ok(None);
         };
         // The row came with the session, from the store's cache or the same query.
-        Ok(Some(User::new((*caller.user).clone(), Some(caller.roles.clone()))))
+        Ok(Some(User::new(caller.user.clone(), Some(caller.roles.to_vec()))))
     }
 
     /// A user by id: admins may read anyone, others only themselves. Null when no such user.
@@ -207,7 +207,7 @@ impl AccountMutation {
             verify_mail: &verify_mail,
         };
         let row = profile::update(&state.sessions, checks, caller.user_id, changes, ctx.client()).await?;
-        Ok(User::new(row, Some(caller.roles.clone())))
+        Ok(User::new(row, Some(caller.roles.to_vec())))
     }
 
     /// Mails a single-use reset link valid 30 minutes when the account exists. Always true, answered at once,

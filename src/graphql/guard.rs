@@ -28,7 +28,7 @@ impl RequestIdentity {
     pub fn set_roles(&self, roles: Vec<String>) {
         if let Ok(mut identity) = self.0.write() {
             if let Identity::User(caller) = &mut *identity {
-                caller.roles = roles;
+                caller.roles = roles.into();
             }
         }
     }
@@ -176,7 +176,7 @@ mod tests {
         Identity::User(Caller {
             user_id: user.id,
             session_id: Uuid::new_v4(),
-            roles: vec![role::USER.into()],
+            roles: vec![role::USER.into()].into(),
             user: Arc::new(user),
             authenticated_at: at,
         })

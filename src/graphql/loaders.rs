@@ -4,7 +4,7 @@
 //! `load_many` up front and the per-item resolvers find them there, whatever the timing.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{identity, passkey, site, site_member, user};
@@ -16,7 +16,8 @@ use crate::error::AppError;
 pub struct UserById(pub DatabaseConnection);
 
 impl Loader<Uuid> for UserById {
-    type Value = user::Model;
+    /// Shared: each member of a page of sites hands its user out again.
+    type Value = Arc<user::Model>;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -28,9 +29,9 @@ impl Loader<Uuid> for UserById {
 async fn users_by_id(
     db: &DatabaseConnection,
     ids: impl IntoIterator<Item = Uuid>,
-) -> Result<HashMap<Uuid, user::Model>, AppError> {
+) -> Result<HashMap<Uuid, Arc<user::Model>>, AppError> {
     let rows = user::Entity::find().filter(user::Column::Id.is_in(ids)).all(db).await?;
-    Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+    Ok(rows.into_iter().map(|row| (row.id, Arc::new(row))).collect())
 }
 
 pub struct SiteById(pub DatabaseConnection);

@@ -1,6 +1,8 @@
 //! The object types of API.md §5 shared by several domains: `User`, `Session`, `AuthPayload`.
 //! Rows are mapped explicitly; entities never derive GraphQL.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Json, Object, Result};
 use chrono::{DateTime, Utc};
 use entity::{audit_event as audit_row, session as session_row, user as user_row};
@@ -16,7 +18,8 @@ use crate::graphql::ContextExt;
 use crate::sessions::{self, IssuedSession};
 
 pub struct User {
-    row: user_row::Model,
+    /// Shared: the caller's row comes from the session cache, others from the request's loader.
+    row: Arc<user_row::Model>,
     /// Roles when already known (the caller's, or just loaded); read on demand otherwise.
     roles: Option<Vec<String>>,
     /// This user has just signed in through this response, so the reader is the user.
@@ -24,9 +27,9 @@ pub struct User {
 }
 
 impl User {
-    pub fn new(row: user_row::Model, roles: Option<Vec<String>>) -> Self {
+    pub fn new(row: impl Into<Arc<user_row::Model>>, roles: Option<Vec<String>>) -> Self {
         User {
-            row,
+            row: row.into(),
             roles,
             signing_in: false,
         }
@@ -36,7 +39,7 @@ impl User {
     /// reader is that user.
     pub fn signing_in(row: user_row::Model) -> Self {
         User {
-            row,
+            row: Arc::new(row),
             roles: None,
             signing_in: true,
         }
@@ -290,7 +293,7 @@ impl AuthPayload {
     /// The signed-in user.
     async fn user(&self) -> User {
         User {
-            row: self.user.clone(),
+            row: Arc::new(self.user.clone()),
             roles: Some(self.roles.clone()),
             signing_in: true,
         }

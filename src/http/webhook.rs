@@ -148,7 +148,7 @@ async fn decide(state: &AppState, options: &Options, headers: &HeaderMap) -> Res
     // requested role is read, and it is checked against the live roles.
     let requested = headers.get(&ROLE).and_then(|v| v.to_str().ok());
     let caller = identity.caller();
-    let roles = caller.map(|c| c.roles.as_slice());
+    let roles = caller.map(|c| &c.roles[..]);
     match gateway::decide(roles, requested, options.allow.as_deref()) {
         Ok(role) => grant(caller.map(|c| c.user_id.to_string()), &role),
         Err(refusal) => {

@@ -41,7 +41,8 @@ pub use peers::Faults;
 pub struct Caller {
     pub user_id: Uuid,
     pub session_id: Uuid,
-    pub roles: Vec<String>,
+    /// Shared with the session cache: guards read the caller on every field they sit on.
+    pub roles: Arc<[String]>,
     pub user: Arc<user::Model>,
     /// When the session last proved a password or a factor.
     pub authenticated_at: DateTime<Utc>,
@@ -228,7 +229,7 @@ impl SessionStore {
         Ok(Caller {
             user_id: session.user_id,
             session_id: claims.sid,
-            roles: session.user.roles.to_vec(),
+            roles: session.user.roles.clone(),
             user: session.user.user.clone(),
             authenticated_at: session.authenticated_at,
         })
@@ -896,16 +897,16 @@ mod tests {
     async fn roles_granted_in_a_change_apply_to_cached_sessions() {
         let store = in_memory().await;
         let (user_id, claims) = user_with_session(&store).await;
-        assert_eq!(store.authenticate(&claims).await.unwrap().roles, ["user"]);
+        assert_eq!(*store.authenticate(&claims).await.unwrap().roles, ["user"]);
         let mut change = store.begin().await.unwrap();
         change.grant(user_id, &["editor"], store.now()).await.unwrap();
         change.commit().await.unwrap();
-        assert_eq!(store.authenticate(&claims).await.unwrap().roles, ["editor", "user"]);
+        assert_eq!(*store.authenticate(&claims).await.unwrap().roles, ["editor", "user"]);
         let mut change = store.begin().await.unwrap();
         change.revoke(user_id, &["editor".to_string()]).await.unwrap();
         drop(change);
         assert_eq!(
-            store.authenticate(&claims).await.unwrap().roles,
+            *store.authenticate(&claims).await.unwrap().roles,
             ["editor", "user"],
             "a change dropped before its commit changes nothing"
         );
