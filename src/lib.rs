@@ -20,6 +20,8 @@ pub mod error;
 pub mod graphql;
 /// HTTP handlers.
 pub mod http;
+/// Where log lines go: a buffer written out by a thread of its own.
+pub mod log_writer;
 /// Outgoing mail (password reset links).
 pub mod mail;
 /// OpenID Connect providers for social login: discovery, PKCE, ID token checks.

@@ -42,13 +42,9 @@ async fn main() {
         ),
         false => e.exit(),
     });
-    // Log lines are written by a thread of their own, so a request never waits on stdout
-    // (unless 128k lines are queued: then it waits rather than drop one); the guard flushes
-    // what is still queued when `main` returns. That thread writes whatever is queued at once
-    // and then flushes: one write for a burst of lines, not one per line.
-    let (log_writer, _flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::new(std::io::stdout()));
+    // Log lines are written by a thread of their own, every few milliseconds, so a request
+    // never waits on stdout (`log_writer`); the guard writes the last ones before `main` ends.
+    let (log_writer, flush_on_exit) = gatehouse::log_writer::batched(std::io::stdout());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -62,6 +58,8 @@ async fn main() {
         Command::Migrate(config) => migrate(config).await,
         Command::Serve(config) => serve(config).await,
     };
+    // `exit` runs no destructors: the last lines are written first.
+    drop(flush_on_exit);
     if let Err(e) = result {
         fail(1, &format!("{e:#}"));
     }
