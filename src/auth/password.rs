@@ -1,9 +1,12 @@
-//! Password hashing (argon2id on the blocking pool, at most one hash per core at a time)
-//! and the password rules of API.md §7. Accounts and their storage are `domain::account`'s.
+//! Password hashing (argon2id on threads of its own, one per core, at most one hash per core
+//! at a time) and the password rules of API.md §7. Accounts and their storage are
+//! `domain::account`'s.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, LazyLock};
+use std::sync::mpsc;
+use std::sync::{Arc, LazyLock, Mutex};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -23,8 +26,9 @@ const MAX_PASSWORD_CHARS: usize = 256;
 pub struct PasswordHasher {
     params: Params,
     /// Bounds concurrent hashes to the core count, so a login burst queues here instead of
-    /// taking every blocking thread and CPU from requests that only check a token.
+    /// taking every core from requests that only check a token.
     permits: Arc<Semaphore>,
+    threads: HashingThreads,
     /// A hash of a random password, verified against when the username is unknown so that
     /// both failures cost the same.
     dummy_hash: Arc<str>,
@@ -47,6 +51,7 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(cores)),
+            threads: HashingThreads::start(cores),
             dummy_hash: dummy_hash.into(),
             waiting: Arc::default(),
             runs: Arc::default(),
@@ -141,18 +146,82 @@ impl PasswordHasher {
         // The hashing thread holds the permit: a request dropped while it waits (a client
         // that disconnects) cannot free a slot that argon2 is still using.
         let (running, peak) = (self.running.clone(), self.peak_running.clone());
-        let result = tokio::task::spawn_blocking(move || {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.threads.run(Box::new(move || {
             let _permit = permit;
             peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
             let result = work();
             running.fetch_sub(1, Ordering::SeqCst);
-            result
-        })
-        .await
-        .map_err(|e| AppError::Internal(e.into()))?;
+            let _ = reply.send(result);
+        }));
+        // No answer: the hash panicked (its thread carries on).
+        let result = answer
+            .await
+            .map_err(|_| AppError::Internal(anyhow::anyhow!("password hashing failed")))?;
         Ok(result?)
     }
 }
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads that only hash, as many as the permits, at a lower scheduling priority than the
+/// runtime's workers: a login burst fills every core with argon2, and the workers (requests
+/// that only check a token, the sockets of waiting logins) still run first when they have
+/// work. The threads end when the last clone of the hasher is dropped.
+#[derive(Clone)]
+struct HashingThreads {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl HashingThreads {
+    fn start(count: usize) -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for _ in 0..count {
+            let queue = queue.clone();
+            let spawned = std::thread::Builder::new()
+                .name("argon2".into())
+                .spawn(move || hashing_thread(&queue));
+            if let Err(e) = spawned {
+                tracing::warn!(error = %e, "could not start a password hashing thread");
+            }
+        }
+        HashingThreads { jobs }
+    }
+
+    fn run(&self, job: Job) {
+        // The receiving side lives as long as any thread, and threads outlive the sender.
+        let _ = self.jobs.send(job);
+    }
+}
+
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else {
+            return;
+        };
+        // A panicking hash drops its reply (the request fails); the thread goes on.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+/// Nice 10 for the calling thread: on Linux a nice value belongs to a thread, not the process.
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: setpriority reads no memory of ours; `who` 0 is the calling thread on Linux.
+    let code = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+    if code != 0 {
+        tracing::debug!("password hashing runs at normal priority: setpriority was refused");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 /// An argon2id cost: memory in KiB, iterations, lanes.
 pub type Cost = (u32, u32, u32);
@@ -200,6 +269,34 @@ pub fn check_new_password(field: &'static str, username: &str, password: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What a job on a one-thread pool sends back.
+    fn on_hashing_thread<T: Send + 'static>(threads: &HashingThreads, job: impl FnOnce() -> T + Send + 'static) -> T {
+        let (reply, answer) = std::sync::mpsc::channel();
+        threads.run(Box::new(move || {
+            let _ = reply.send(job());
+        }));
+        answer
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("the job ran")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn hashing_threads_run_below_the_request_threads() {
+        let threads = HashingThreads::start(1);
+        // SAFETY: getpriority reads no memory of ours.
+        let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+        let there = on_hashing_thread(&threads, || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) });
+        assert_eq!(there, (here + 10).min(19));
+    }
+
+    #[test]
+    fn a_panicking_hash_leaves_its_thread_serving() {
+        let threads = HashingThreads::start(1);
+        threads.run(Box::new(|| panic!("a hash that panics")));
+        assert_eq!(on_hashing_thread(&threads, || 42), 42);
+    }
 
     #[test]
     fn the_list_holds_enough_common_passwords() {
