@@ -7,8 +7,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::domain::gateway;
 use crate::http::identity::{self, TokenSource};
@@ -181,12 +181,18 @@ fn cookie_from_another_site(state: &AppState, headers: &HeaderMap) -> bool {
 
 /// 200 with the session variables, in the body (Hasura) and as headers (nginx, Traefik).
 fn grant(user_id: Option<String>, role: &str) -> Response {
-    let mut body = Map::new();
-    body.insert("X-Hasura-Role".into(), role.into());
-    if let Some(user_id) = &user_id {
-        body.insert("X-Hasura-User-Id".into(), user_id.as_str().into());
+    #[derive(Serialize)]
+    struct Granted<'a> {
+        #[serde(rename = "X-Hasura-Role")]
+        role: &'a str,
+        #[serde(rename = "X-Hasura-User-Id", skip_serializing_if = "Option::is_none")]
+        user_id: Option<&'a str>,
     }
-    let mut response = json_response(StatusCode::OK, &Value::Object(body));
+    let body = Granted {
+        role,
+        user_id: user_id.as_deref(),
+    };
+    let mut response = json_response(StatusCode::OK, &body);
     let headers = response.headers_mut();
     // The role is the literal name of a role the caller holds, so it is a valid header value.
     if let Ok(role) = HeaderValue::from_str(role) {
@@ -199,11 +205,17 @@ fn grant(user_id: Option<String>, role: &str) -> Response {
 }
 
 fn refuse(status: StatusCode, reason: &str) -> Response {
-    json_response(status, &json!({ "error": reason }))
+    #[derive(Serialize)]
+    struct Refused<'a> {
+        error: &'a str,
+    }
+    json_response(status, &Refused { error: reason })
 }
 
-fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+/// Serialized from a struct, with no JSON tree in between.
+fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
+    let body = serde_json::to_string(body).unwrap_or_default();
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Roles are read live: Hasura caches a webhook answer that allows it, so allow none.
