@@ -333,7 +333,7 @@ async fn execute(
     // Serialized straight from the response, so fields keep the order the query asked for.
     let body = serde_json::to_string(&response)
         .unwrap_or_else(|_| error_body("internal server error", "INTERNAL_SERVER_ERROR").to_string());
-    let mut reply = reply(format, status, body);
+    let mut reply = reply_text(format, status, body);
     for (name, value) in extra_headers.iter() {
         reply.headers_mut().append(name, value.clone());
     }
@@ -379,7 +379,12 @@ fn unauthorized(http: &HttpState, rejection: Rejection, format: Format) -> Respo
 }
 
 fn reply(format: Format, status: StatusCode, body: impl ToString) -> Response {
-    let mut response = (status, body.to_string()).into_response();
+    reply_text(format, status, body.to_string())
+}
+
+/// `reply` for a body already serialized: the text becomes the body without a copy.
+fn reply_text(format: Format, status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
     // Responses may carry tokens or personal data: never cache them.
