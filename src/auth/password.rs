@@ -51,7 +51,8 @@ impl PasswordHasher {
         Ok(PasswordHasher {
             params,
             permits: Arc::new(Semaphore::new(cores)),
-            threads: HashingThreads::start(cores),
+            threads: HashingThreads::start(cores)
+                .map_err(|e| anyhow::anyhow!("starting the password hashing threads: {e}"))?,
             dummy_hash: dummy_hash.into(),
             waiting: Arc::default(),
             runs: Arc::default(),
@@ -174,19 +175,18 @@ struct HashingThreads {
 }
 
 impl HashingThreads {
-    fn start(count: usize) -> Self {
+    /// Fails if a thread cannot be started: with fewer threads than permits, a job could
+    /// wait for a thread forever while holding its permit.
+    fn start(count: usize) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..count {
             let queue = queue.clone();
-            let spawned = std::thread::Builder::new()
+            std::thread::Builder::new()
                 .name("argon2".into())
-                .spawn(move || hashing_thread(&queue));
-            if let Err(e) = spawned {
-                tracing::warn!(error = %e, "could not start a password hashing thread");
-            }
+                .spawn(move || hashing_thread(&queue))?;
         }
-        HashingThreads { jobs }
+        Ok(HashingThreads { jobs })
     }
 
     fn run(&self, job: Job) {
@@ -210,14 +210,13 @@ fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
     }
 }
 
-/// Nice 10 for the calling thread: on Linux a nice value belongs to a thread, not the process.
+/// Ten steps nicer than the process (at most 19), for the calling thread only: on Linux a
+/// nice value belongs to a thread, and glibc's `nice` changes the caller's.
 #[cfg(target_os = "linux")]
 fn lower_priority() {
-    // SAFETY: setpriority reads no memory of ours; `who` 0 is the calling thread on Linux.
-    let code = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
-    if code != 0 {
-        tracing::debug!("password hashing runs at normal priority: setpriority was refused");
-    }
+    // SAFETY: nice reads and writes no memory of ours. Becoming nicer needs no privilege;
+    // its answer is not checked, as -1 is both an error and a valid nice value.
+    unsafe { libc::nice(10) };
 }
 
 #[cfg(not(target_os = "linux"))]
@@ -284,7 +283,7 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn hashing_threads_run_below_the_request_threads() {
-        let threads = HashingThreads::start(1);
+        let threads = HashingThreads::start(1).unwrap();
         // SAFETY: getpriority reads no memory of ours.
         let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
         let there = on_hashing_thread(&threads, || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) });
@@ -293,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_panicking_hash_leaves_its_thread_serving() {
-        let threads = HashingThreads::start(1);
+        let threads = HashingThreads::start(1).unwrap();
         threads.run(Box::new(|| panic!("a hash that panics")));
         assert_eq!(on_hashing_thread(&threads, || 42), 42);
     }
