@@ -5,12 +5,14 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use tokio::sync::Semaphore;
+use zeroize::Zeroize as _;
 
 use crate::error::AppError;
 
@@ -47,12 +49,12 @@ impl PasswordHasher {
             .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let random_password: [u8; 16] = rand::random();
-        let dummy_hash = hash_blocking(&params, &random_password)?;
+        let dummy_hash = hash_blocking(&params, &random_password, &mut Memory::default())?;
         Ok(PasswordHasher {
-            params,
             permits: Arc::new(Semaphore::new(cores)),
-            threads: HashingThreads::start(cores)
+            threads: HashingThreads::start(cores, params.block_count())
                 .map_err(|e| anyhow::anyhow!("starting the password hashing threads: {e}"))?,
+            params,
             dummy_hash: dummy_hash.into(),
             waiting: Arc::default(),
             runs: Arc::default(),
@@ -65,7 +67,8 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &str) -> Result<String, AppError> {
         let password = password.to_owned();
         let params = self.params.clone();
-        self.run(move || hash_blocking(&params, password.as_bytes())).await
+        self.run(move |memory| hash_blocking(&params, password.as_bytes(), memory))
+            .await
     }
 
     /// Checks `password` against `stored`, or against a dummy hash when there is no account,
@@ -78,10 +81,7 @@ impl PasswordHasher {
         let known = stored.is_some();
         let hash = stored.map_or_else(|| self.dummy_hash.to_string(), str::to_owned);
         let matches = self
-            .run(move || {
-                let parsed = PasswordHash::new(&hash).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-                Ok(Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
-            })
+            .run(move |memory| verify_blocking(&hash, password.as_bytes(), memory))
             .await?;
         Ok(known && matches)
     }
@@ -109,7 +109,7 @@ impl PasswordHasher {
         let params =
             Params::new(memory, iterations, lanes, None).map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
         let random_password: [u8; 16] = rand::random();
-        self.dummy_hash = hash_blocking(&params, &random_password)?.into();
+        self.dummy_hash = hash_blocking(&params, &random_password, &mut Memory::default())?.into();
         Ok(())
     }
 
@@ -135,7 +135,7 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+        work: impl FnOnce(&mut Memory) -> anyhow::Result<T> + Send + 'static,
     ) -> Result<T, AppError> {
         let waiting = self.waiting.fetch_add(1, Ordering::SeqCst) + 1;
         metrics::gauge!(crate::telemetry::HASH_QUEUE).set(waiting as f64);
@@ -148,10 +148,10 @@ impl PasswordHasher {
         // that disconnects) cannot free a slot that argon2 is still using.
         let (running, peak) = (self.running.clone(), self.peak_running.clone());
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.threads.run(Box::new(move || {
+        self.threads.run(Box::new(move |memory| {
             let _permit = permit;
             peak.fetch_max(running.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
-            let result = work();
+            let result = work(memory);
             running.fetch_sub(1, Ordering::SeqCst);
             let _ = reply.send(result);
         }));
@@ -163,7 +163,55 @@ impl PasswordHasher {
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
+
+/// argon2's working memory (`m` KiB), kept by a hashing thread while hashes follow each
+/// other: a fresh allocation per hash costs page faults and a pass to zero the pages before
+/// argon2 fills them. What a hash leaves in the memory would make guessing its password
+/// cheaper, so the next hash overwrites it or, when none follows within
+/// [`IDLE_BEFORE_WIPE`], the thread wipes and frees it: an idle server holds none.
+#[derive(Default)]
+struct Memory {
+    /// Empty unless a hash ran since the last wipe.
+    blocks: Vec<Block>,
+    /// The most blocks kept between hashes: the configured cost. A stored hash made at a
+    /// larger one gets memory of its own, wiped and freed after that hash.
+    keep: usize,
+}
+
+impl Memory {
+    fn keeping(blocks: usize) -> Self {
+        Memory {
+            keep: blocks,
+            ..Memory::default()
+        }
+    }
+
+    fn lend<T>(&mut self, count: usize, hash: impl FnOnce(&mut [Block]) -> T) -> T {
+        if count > self.keep {
+            let mut own = vec![Block::default(); count];
+            let result = hash(&mut own);
+            own.zeroize();
+            return result;
+        }
+        if self.blocks.len() < count {
+            self.blocks.resize(count, Block::default());
+        }
+        hash(&mut self.blocks[..count])
+    }
+
+    fn holds_a_hash(&self) -> bool {
+        !self.blocks.is_empty()
+    }
+
+    fn wipe(&mut self) {
+        std::mem::take(&mut self.blocks).zeroize();
+    }
+}
+
+/// How long a hashing thread waits for another hash before it wipes its memory: under load
+/// the next hash comes within microseconds and overwrites it at no cost.
+const IDLE_BEFORE_WIPE: Duration = Duration::from_millis(5);
 
 /// Threads that only hash, as many as the permits, at a lower scheduling priority than the
 /// runtime's workers: a login burst fills every core with argon2, and the workers (requests
@@ -177,14 +225,14 @@ struct HashingThreads {
 impl HashingThreads {
     /// Fails if a thread cannot be started: with fewer threads than permits, a job could
     /// wait for a thread forever while holding its permit.
-    fn start(count: usize) -> std::io::Result<Self> {
+    fn start(count: usize, memory_blocks: usize) -> std::io::Result<Self> {
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for _ in 0..count {
             let queue = queue.clone();
             std::thread::Builder::new()
                 .name("argon2".into())
-                .spawn(move || hashing_thread(&queue))?;
+                .spawn(move || hashing_thread(&queue, Memory::keeping(memory_blocks)))?;
         }
         Ok(HashingThreads { jobs })
     }
@@ -195,18 +243,27 @@ impl HashingThreads {
     }
 }
 
-fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>, mut memory: Memory) {
     lower_priority();
     loop {
-        let job = match queue.lock() {
-            Ok(queue) => queue.recv(),
-            Err(_) => return,
+        let next = match queue.lock() {
+            Ok(queue) if memory.holds_a_hash() => queue.recv_timeout(IDLE_BEFORE_WIPE),
+            Ok(queue) => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Err(_) => Err(RecvTimeoutError::Disconnected),
         };
-        let Ok(job) = job else {
-            return;
+        let job = match next {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => {
+                memory.wipe();
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                memory.wipe();
+                return;
+            }
         };
         // A panicking hash drops its reply (the request fails); the thread goes on.
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&mut memory)));
     }
 }
 
@@ -238,13 +295,60 @@ fn cost_of(stored: &str) -> Option<Cost> {
     Params::try_from(&hash).ok().map(|params| cost(&params))
 }
 
-fn hash_blocking(params: &Params, password: &[u8]) -> anyhow::Result<String> {
+/// A PHC string of `password` at `params`, the same as argon2's `PasswordHasher` makes, on
+/// `memory`.
+fn hash_blocking(params: &Params, password: &[u8], memory: &mut Memory) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-    Ok(argon
-        .hash_password(password, &salt)
-        .map_err(|e| anyhow::anyhow!("hashing: {e}"))?
-        .to_string())
+    let (algorithm, version) = (Algorithm::Argon2id, Version::V0x13);
+    let output = argon2_output(algorithm, version, params, password, salt.as_salt(), memory)?;
+    let hash = PasswordHash {
+        algorithm: algorithm.ident(),
+        version: Some(version.into()),
+        params: params.try_into().map_err(|e| anyhow::anyhow!("hashing: {e}"))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(hash.to_string())
+}
+
+/// Whether `password` hashes to `stored` (any argon2 variant, at its own cost), as argon2's
+/// `PasswordVerifier` decides, on `memory`. `Output` compares in constant time.
+fn verify_blocking(stored: &str, password: &[u8], memory: &mut Memory) -> anyhow::Result<bool> {
+    let stored = PasswordHash::new(stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+    let (Some(salt), Some(expected)) = (stored.salt, stored.hash) else {
+        return Ok(false);
+    };
+    let algorithm = Algorithm::try_from(stored.algorithm).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+    let version = match stored.version {
+        Some(version) => Version::try_from(version).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?,
+        None => Version::default(),
+    };
+    let params = Params::try_from(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+    Ok(argon2_output(algorithm, version, &params, password, salt, memory)? == expected)
+}
+
+fn argon2_output(
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    password: &[u8],
+    salt: Salt<'_>,
+    memory: &mut Memory,
+) -> anyhow::Result<Output> {
+    let mut salt_bytes = [0u8; 64];
+    let salt = salt
+        .decode_b64(&mut salt_bytes)
+        .map_err(|e| anyhow::anyhow!("salt: {e}"))?;
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let length = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    Output::init_with(length, |out| {
+        memory
+            .lend(params.block_count(), |blocks| {
+                argon.hash_password_into_with_memory(password, salt, out, blocks)
+            })
+            .map_err(Into::into)
+    })
+    .map_err(|e| anyhow::anyhow!("hashing: {e}"))
 }
 
 /// API.md §7: 8..=256 characters, not the username, not a common password.
@@ -270,10 +374,13 @@ mod tests {
     use super::*;
 
     /// What a job on a one-thread pool sends back.
-    fn on_hashing_thread<T: Send + 'static>(threads: &HashingThreads, job: impl FnOnce() -> T + Send + 'static) -> T {
+    fn on_hashing_thread<T: Send + 'static>(
+        threads: &HashingThreads,
+        job: impl FnOnce(&mut Memory) -> T + Send + 'static,
+    ) -> T {
         let (reply, answer) = std::sync::mpsc::channel();
-        threads.run(Box::new(move || {
-            let _ = reply.send(job());
+        threads.run(Box::new(move |memory| {
+            let _ = reply.send(job(memory));
         }));
         answer
             .recv_timeout(std::time::Duration::from_secs(10))
@@ -283,18 +390,94 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[test]
     fn hashing_threads_run_below_the_request_threads() {
-        let threads = HashingThreads::start(1).unwrap();
+        let threads = HashingThreads::start(1, 8).unwrap();
         // SAFETY: getpriority reads no memory of ours.
         let here = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
-        let there = on_hashing_thread(&threads, || unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) });
+        let there = on_hashing_thread(&threads, |_| unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) });
         assert_eq!(there, (here + 10).min(19));
     }
 
     #[test]
     fn a_panicking_hash_leaves_its_thread_serving() {
-        let threads = HashingThreads::start(1).unwrap();
-        threads.run(Box::new(|| panic!("a hash that panics")));
-        assert_eq!(on_hashing_thread(&threads, || 42), 42);
+        let threads = HashingThreads::start(1, 8).unwrap();
+        threads.run(Box::new(|_| panic!("a hash that panics")));
+        assert_eq!(on_hashing_thread(&threads, |_| 42), 42);
+    }
+
+    /// The crate's own hasher and verifier, which allocate their memory each time.
+    fn crate_hash(algorithm: Algorithm, params: Params, password: &[u8]) -> String {
+        use argon2::password_hash::PasswordHasher as _;
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let argon = Argon2::new(algorithm, Version::V0x13, params);
+        argon.hash_password(password, &salt).unwrap().to_string()
+    }
+
+    fn crate_verifies(stored: &str, password: &[u8]) -> bool {
+        use argon2::password_hash::PasswordVerifier as _;
+        Argon2::default()
+            .verify_password(password, &PasswordHash::new(stored).unwrap())
+            .is_ok()
+    }
+
+    #[test]
+    fn hashes_on_kept_memory_match_the_crates_own() {
+        let params = Params::new(64, 2, 1, None).unwrap();
+        let mut memory = Memory::keeping(params.block_count());
+        let ours = hash_blocking(&params, b"pass phrase", &mut memory).unwrap();
+        assert!(ours.starts_with("$argon2id$v=19$m=64,t=2,p=1$"), "{ours}");
+        assert!(crate_verifies(&ours, b"pass phrase"));
+        assert!(!crate_verifies(&ours, b"pass phrasf"));
+
+        // The crate's hashes, of every variant and of a cost above what the memory keeps.
+        let larger = Params::new(256, 1, 2, None).unwrap();
+        for (algorithm, params) in [
+            (Algorithm::Argon2id, params.clone()),
+            (Algorithm::Argon2i, params.clone()),
+            (Algorithm::Argon2d, params.clone()),
+            (Algorithm::Argon2id, larger),
+        ] {
+            let theirs = crate_hash(algorithm, params, b"pass phrase");
+            assert!(
+                verify_blocking(&theirs, b"pass phrase", &mut memory).unwrap(),
+                "{theirs}"
+            );
+            assert!(
+                !verify_blocking(&theirs, b"pass phrasf", &mut memory).unwrap(),
+                "{theirs}"
+            );
+        }
+        // Only the configured cost's memory stays.
+        assert_eq!(memory.blocks.len(), params.block_count());
+        memory.wipe();
+        assert!(!memory.holds_a_hash());
+    }
+
+    #[test]
+    fn a_hashing_thread_wipes_its_memory_when_no_hash_follows() {
+        let params = Params::new(64, 2, 1, None).unwrap();
+        let threads = HashingThreads::start(1, params.block_count()).unwrap();
+        // Both queued at once: the second job follows the hash and finds its memory unwiped
+        // (a hash there would overwrite it).
+        let (reply, answer) = std::sync::mpsc::channel();
+        let second = reply.clone();
+        threads.run(Box::new(move |memory| {
+            let _ = reply.send(hash_blocking(&params, b"pass phrase", memory).is_ok());
+        }));
+        threads.run(Box::new(move |memory| {
+            let _ = second.send(memory.holds_a_hash());
+        }));
+        assert!(answer.recv().unwrap(), "the hash failed");
+        assert!(answer.recv().unwrap(), "wiped between two hashes");
+        // Idle for longer than IDLE_BEFORE_WIPE: the memory is wiped and freed.
+        std::thread::sleep(IDLE_BEFORE_WIPE * 10);
+        assert!(!on_hashing_thread(&threads, |memory| memory.holds_a_hash()));
+    }
+
+    #[test]
+    fn a_hash_without_salt_or_output_matches_nothing() {
+        let mut memory = Memory::default();
+        assert!(!verify_blocking("$argon2id$v=19$m=64,t=2,p=1", b"", &mut memory).unwrap());
+        assert!(verify_blocking("not a hash", b"", &mut memory).is_err());
     }
 
     #[test]
