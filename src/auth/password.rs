@@ -5,12 +5,12 @@
 use std::collections::{HashMap, HashSet};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use argon2::password_hash::{Output, PasswordHash, Salt, SaltString};
 use argon2::{Algorithm, Argon2, Block, Params, Version};
+use crossbeam_channel::RecvTimeoutError;
 use tokio::sync::Semaphore;
 use zeroize::Zeroize as _;
 
@@ -219,15 +219,16 @@ const IDLE_BEFORE_WIPE: Duration = Duration::from_millis(5);
 /// work. The threads end when the last clone of the hasher is dropped.
 #[derive(Clone)]
 struct HashingThreads {
-    jobs: mpsc::Sender<Job>,
+    jobs: crossbeam_channel::Sender<Job>,
 }
 
 impl HashingThreads {
     /// Fails if a thread cannot be started: with fewer threads than permits, a job could
     /// wait for a thread forever while holding its permit.
     fn start(count: usize, memory_blocks: usize) -> std::io::Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
+        // Each thread waits on the queue by itself (no lock), so each can give up waiting to
+        // wipe its own memory.
+        let (jobs, queue) = crossbeam_channel::unbounded::<Job>();
         for _ in 0..count {
             let queue = queue.clone();
             std::thread::Builder::new()
@@ -243,13 +244,12 @@ impl HashingThreads {
     }
 }
 
-fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>, mut memory: Memory) {
+fn hashing_thread(queue: &crossbeam_channel::Receiver<Job>, mut memory: Memory) {
     lower_priority();
     loop {
-        let next = match queue.lock() {
-            Ok(queue) if memory.holds_a_hash() => queue.recv_timeout(IDLE_BEFORE_WIPE),
-            Ok(queue) => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
-            Err(_) => Err(RecvTimeoutError::Disconnected),
+        let next = match memory.holds_a_hash() {
+            true => queue.recv_timeout(IDLE_BEFORE_WIPE),
+            false => queue.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         let job = match next {
             Ok(job) => job,
@@ -471,6 +471,32 @@ mod tests {
         // Idle for longer than IDLE_BEFORE_WIPE: the memory is wiped and freed.
         std::thread::sleep(IDLE_BEFORE_WIPE * 10);
         assert!(!on_hashing_thread(&threads, |memory| memory.holds_a_hash()));
+    }
+
+    #[test]
+    fn every_idle_hashing_thread_wipes_its_memory() {
+        let params = Params::new(64, 2, 1, None).unwrap();
+        let threads = HashingThreads::start(2, params.block_count()).unwrap();
+        // Each job waits at a barrier for the other, so each of the two threads runs one.
+        let on_both = |job: fn(&mut Memory) -> bool| {
+            let barrier = Arc::new(std::sync::Barrier::new(2));
+            let (reply, answer) = std::sync::mpsc::channel();
+            for _ in 0..2 {
+                let (barrier, reply) = (barrier.clone(), reply.clone());
+                threads.run(Box::new(move |memory| {
+                    let _ = reply.send(job(memory));
+                    barrier.wait();
+                }));
+            }
+            [answer.recv().unwrap(), answer.recv().unwrap()]
+        };
+        let hashed = on_both(|memory| {
+            let params = Params::new(64, 2, 1, None).unwrap();
+            hash_blocking(&params, b"pass phrase", memory).is_ok() && memory.holds_a_hash()
+        });
+        assert_eq!(hashed, [true, true]);
+        std::thread::sleep(IDLE_BEFORE_WIPE * 10);
+        assert_eq!(on_both(|memory| memory.holds_a_hash()), [false, false]);
     }
 
     #[test]
