@@ -307,10 +307,10 @@ def endpoints(load, server, files, tag):
 
 
 def login_beside_argon2(load, server, tag):
-    """argon2 alone and `login`, in LOGIN_ROUNDS turns: on a shared machine the speed of a
-    memory-bound hash drifts by a tenth within a minute, and one run of each would measure
-    that drift as much as the server. Returns argon2's mean rate and `login` over all its
-    turns: requests and time summed, each latency the worst turn's."""
+    """argon2 alone and `login`, in turns (three; one in the smoke run): on a shared machine
+    the speed of a memory-bound hash drifts by a tenth within a minute, and one run of each
+    would measure that drift as much as the server. Returns argon2's mean rate and `login`
+    over all its turns: requests and time summed, each latency the worst turn's."""
     argon, logins = [], []
     for turn in range(load.s.login_rounds):
         argon.append(argon2_ceiling(load.s.argon2_seconds))
