@@ -314,17 +314,19 @@ fn hash_blocking(params: &Params, password: &[u8], memory: &mut Memory) -> anyho
 /// Whether `password` hashes to `stored` (any argon2 variant, at its own cost), as argon2's
 /// `PasswordVerifier` decides, on `memory`. `Output` compares in constant time.
 fn verify_blocking(stored: &str, password: &[u8], memory: &mut Memory) -> anyhow::Result<bool> {
-    let stored = PasswordHash::new(stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
+    let unreadable = |e: &dyn std::fmt::Display| anyhow::anyhow!("stored hash: {e}");
+    let stored = PasswordHash::new(stored).map_err(|e| unreadable(&e))?;
     let (Some(salt), Some(expected)) = (stored.salt, stored.hash) else {
         return Ok(false);
     };
-    let algorithm = Algorithm::try_from(stored.algorithm).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-    let version = match stored.version {
-        Some(version) => Version::try_from(version).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?,
-        None => Version::default(),
-    };
-    let params = Params::try_from(&stored).map_err(|e| anyhow::anyhow!("stored hash: {e}"))?;
-    Ok(argon2_output(algorithm, version, &params, password, salt, memory)? == expected)
+    let algorithm = Algorithm::try_from(stored.algorithm).map_err(|e| unreadable(&e))?;
+    let version = stored
+        .version
+        .map(Version::try_from)
+        .transpose()
+        .map_err(|e| unreadable(&e))?;
+    let params = Params::try_from(&stored).map_err(|e| unreadable(&e))?;
+    Ok(argon2_output(algorithm, version.unwrap_or_default(), &params, password, salt, memory)? == expected)
 }
 
 fn argon2_output(
