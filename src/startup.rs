@@ -100,6 +100,7 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
         clock,
         sessions,
         metrics: None,
+        statement_observer: None,
         config: Arc::new(config),
     }))
 }

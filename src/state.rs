@@ -10,6 +10,7 @@ use crate::auth::seal::SealingKey;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::domain::one_connection::StatementObserver;
 use crate::domain::passkey::RelyingParty;
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reset::ResetMail;
@@ -42,6 +43,8 @@ pub struct Services {
     pub passkeys: Arc<RelyingParty>,
     /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Sees the statements run on a held connection (tests count statements with it).
+    pub statement_observer: Option<StatementObserver>,
 }
 
 impl AppState {

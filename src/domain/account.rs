@@ -219,15 +219,15 @@ pub async fn login(
         true => Some(passwords.hash(password).await?),
         false => None,
     };
-    let second_factor = second_factor::is_enabled(store.db(), user.id).await?;
     // One transaction for the success: the attempt stops counting, the session opens (or,
-    // with a second factor on, the challenge that will open it).
+    // with a second factor on, the challenge that will open it). The factor is looked up in
+    // it too, which spares its statement a connection of its own.
     let mut change = store.begin().await?;
     attempt.succeeded_in(change.txn()).await?;
     if let Some(rehashed) = rehashed {
         store_rehash(change.txn(), &user, rehashed).await?;
     }
-    if second_factor {
+    if second_factor::is_enabled(change.txn(), user.id).await? {
         let challenge = second_factor::open_challenge(change.txn(), user.id, now).await?;
         change.commit().await?;
         return Err(AppError::SecondFactorRequired { challenge });

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{identity, passkey, site, site_member, user};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -27,7 +27,7 @@ impl Loader<Uuid> for UserById {
 
 /// The users with these ids, by id.
 async fn users_by_id(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     ids: impl IntoIterator<Item = Uuid>,
 ) -> Result<HashMap<Uuid, Arc<user::Model>>, AppError> {
     let rows = user::Entity::find().filter(user::Column::Id.is_in(ids)).all(db).await?;
@@ -199,13 +199,17 @@ impl Loaders {
     /// Loads the members of `site_ids`, then their users, one statement each, and hands both
     /// to the loaders, so the per-site and per-member resolvers find them cached. Not a join:
     /// the same few users are members of many sites, and a joined row would carry the whole
-    /// user again for each membership.
-    pub async fn preload_members_with_users(&self, site_ids: &[Uuid]) -> Result<(), AppError> {
+    /// user again for each membership. `conn`: the connection the page itself was read on.
+    pub async fn preload_members_with_users(
+        &self,
+        conn: &impl ConnectionTrait,
+        site_ids: &[Uuid],
+    ) -> Result<(), AppError> {
         let rows = site_member::Entity::find()
             .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
             .order_by_asc(site_member::Column::JoinedAt)
             .order_by_asc(site_member::Column::UserId)
-            .all(&self.db)
+            .all(conn)
             .await?;
         let user_ids: HashSet<Uuid> = rows.iter().map(|member| member.user_id).collect();
         let mut members: HashMap<Uuid, Vec<site_member::Model>> = site_ids.iter().map(|id| (*id, Vec::new())).collect();
@@ -214,7 +218,7 @@ impl Loaders {
         }
         let users = match user_ids.is_empty() {
             true => HashMap::new(),
-            false => users_by_id(&self.db, user_ids).await?,
+            false => users_by_id(conn, user_ids).await?,
         };
         self.memberships_by_site().feed_many(members).await;
         self.users().feed_many(users).await;

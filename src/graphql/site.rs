@@ -4,6 +4,7 @@ use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result};
 use entity::{site as site_row, site_member as member_row};
 use uuid::Uuid;
 
+use crate::domain::one_connection::OneConnection;
 use crate::domain::page::PageRequest;
 use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
@@ -188,7 +189,13 @@ impl SiteQuery {
     ) -> Result<SiteConnection> {
         let request = PageRequest::new(first, after.as_deref())?;
         let count = ctx.look_ahead().field("totalCount").exists();
-        let page = site::list(&ctx.state().db, &ctx.caller()?, &request, count).await?;
+        // The page, its members and their users are read on one connection: one return to
+        // the pool, and so one ping, instead of one for each statement.
+        let state = ctx.state();
+        let conn = OneConnection::acquire(&state.db, state.statement_observer.as_ref())
+            .await
+            .map_err(AppError::from)?;
+        let page = site::list(&conn, &ctx.caller()?, &request, count).await?;
         // Load the page's members and their users in one batch each, up front: the per-site
         // resolvers then find them in the request's loader cache (API.md §5: statements do
         // not grow with the page).
@@ -197,7 +204,7 @@ impl SiteQuery {
             let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
             let loaders = ctx.data_unchecked::<Loaders>();
             if members.field("user").exists() {
-                loaders.preload_members_with_users(&site_ids).await?;
+                loaders.preload_members_with_users(&conn, &site_ids).await?;
             } else {
                 loaders.memberships_by_site().load_many(site_ids).await?;
             }

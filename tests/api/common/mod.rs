@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use gatehouse::mail::Mailer;
 use gatehouse::{app, AppState, Config};
 use reqwest::header::HeaderMap;
-use sea_orm::{ConnectionTrait, Database};
+use sea_orm::{ConnectionTrait, Database, Statement};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -82,11 +82,13 @@ impl TestServer {
         let log = Arc::new(Mutex::new(Vec::new()));
         let recorder = log.clone();
         let server = Self::start_on(config, cleanup, move |state| {
-            state.db.set_metric_callback(move |info| {
+            let record = move |statement: &Statement| {
                 if let Ok(mut log) = recorder.lock() {
-                    log.push(info.statement.sql.clone());
+                    log.push(statement.sql.clone());
                 }
-            })
+            };
+            state.statement_observer = Some(Arc::new(record.clone()));
+            state.db.set_metric_callback(move |info| record(info.statement))
         })
         .await;
         (server, log)
