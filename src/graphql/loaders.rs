@@ -61,15 +61,19 @@ impl Loader<Uuid> for MembershipsBySite {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = site_member::Entity::find()
-            .filter(site_member::Column::SiteId.is_in(keys.to_vec()))
-            .order_by_asc(site_member::Column::JoinedAt)
-            .order_by_asc(site_member::Column::UserId)
-            .all(&self.0)
-            .await
-            .map_err(AppError::from)?;
+        let rows = members_of_sites(&self.0, keys).await?;
         Ok(group(rows, |row| row.site_id))
     }
+}
+
+/// The memberships of these sites, in the order their members joined.
+async fn members_of_sites(conn: &impl ConnectionTrait, site_ids: &[Uuid]) -> Result<Vec<site_member::Model>, AppError> {
+    Ok(site_member::Entity::find()
+        .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
+        .order_by_asc(site_member::Column::JoinedAt)
+        .order_by_asc(site_member::Column::UserId)
+        .all(conn)
+        .await?)
 }
 
 /// The memberships of each user, in the order they joined.
@@ -196,32 +200,31 @@ impl Loaders {
             .get_or_init(|| fresh(PasskeysByUser(self.db.clone())))
     }
 
-    /// Loads the members of `site_ids`, then their users, one statement each, and hands both
-    /// to the loaders, so the per-site and per-member resolvers find them cached. Not a join:
-    /// the same few users are members of many sites, and a joined row would carry the whole
-    /// user again for each membership. `conn`: the connection the page itself was read on.
-    pub async fn preload_members_with_users(
+    /// Loads the members of `site_ids` and, `with_users`, then their users, one statement
+    /// each on `conn` (the connection the page itself was read on), and hands them to the
+    /// loaders, so the per-site and per-member resolvers find them cached. Not a join: the
+    /// same few users are members of many sites, and a joined row would carry the whole user
+    /// again for each membership.
+    pub async fn preload_members(
         &self,
         conn: &impl ConnectionTrait,
         site_ids: &[Uuid],
+        with_users: bool,
     ) -> Result<(), AppError> {
-        let rows = site_member::Entity::find()
-            .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
-            .order_by_asc(site_member::Column::JoinedAt)
-            .order_by_asc(site_member::Column::UserId)
-            .all(conn)
-            .await?;
-        let user_ids: HashSet<Uuid> = rows.iter().map(|member| member.user_id).collect();
+        let rows = members_of_sites(conn, site_ids).await?;
+        let user_ids: HashSet<Uuid> = match with_users {
+            true => rows.iter().map(|member| member.user_id).collect(),
+            false => HashSet::new(),
+        };
+        // Every site of the page gets an entry, so one without members is not loaded again.
         let mut members: HashMap<Uuid, Vec<site_member::Model>> = site_ids.iter().map(|id| (*id, Vec::new())).collect();
         for member in rows {
             members.entry(member.site_id).or_default().push(member);
         }
-        let users = match user_ids.is_empty() {
-            true => HashMap::new(),
-            false => users_by_id(conn, user_ids).await?,
-        };
+        if !user_ids.is_empty() {
+            self.users().feed_many(users_by_id(conn, user_ids).await?).await;
+        }
         self.memberships_by_site().feed_many(members).await;
-        self.users().feed_many(users).await;
         Ok(())
     }
 }

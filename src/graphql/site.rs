@@ -202,12 +202,10 @@ impl SiteQuery {
         let members = ctx.look_ahead().field("edges").field("node").field("members");
         if members.exists() {
             let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
-            let loaders = ctx.data_unchecked::<Loaders>();
-            if members.field("user").exists() {
-                loaders.preload_members_with_users(&conn, &site_ids).await?;
-            } else {
-                loaders.memberships_by_site().load_many(site_ids).await?;
-            }
+            let with_users = members.field("user").exists();
+            ctx.data_unchecked::<Loaders>()
+                .preload_members(&conn, &site_ids, with_users)
+                .await?;
         }
         Ok(SiteConnection::from_page(page, Site::new))
     }

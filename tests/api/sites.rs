@@ -497,7 +497,9 @@ fn request_statements(log: &std::sync::Mutex<Vec<String>>) -> usize {
         .count()
 }
 
-async fn statements_for_a_page_of(sites: usize) -> usize {
+/// Statements of one request for a page of `sites` sites of 5 members each, asking `members`
+/// of each site.
+async fn statements_for_a_page_of(sites: usize, members_selection: &str) -> usize {
     let (server, log) = TestServer::start_recording_statements(Config::for_test()).await;
     let (owner, _, _) = server.signup("owner").await;
     let mut members = Vec::new();
@@ -513,24 +515,36 @@ async fn statements_for_a_page_of(sites: usize) -> usize {
                 .data("setSiteRole");
         }
     }
-    let query = "{ sites(first: 50) { edges { node { members { user { username } } } } } }";
+    let query = format!("{{ sites(first: 50) {{ edges {{ node {{ members {members_selection} }} }} }} }}");
     log.lock().unwrap().clear();
-    let page = server.gql(Some(&owner), query, json!({})).await.data("sites");
+    let page = server.gql(Some(&owner), &query, json!({})).await.data("sites");
     let edges = page["edges"].as_array().unwrap();
     assert_eq!(edges.len(), sites);
-    assert!(edges
-        .iter()
-        .all(|e| e["node"]["members"].as_array().unwrap().len() == 5));
+    for edge in edges {
+        let members = edge["node"]["members"].as_array().unwrap();
+        assert_eq!(members.len(), 5);
+        // The owner joined first, as the site's admin.
+        assert!(members[0].get("role").is_none_or(|role| role == "ADMIN"), "{members:?}");
+        let owner = |user: &Value| user["username"].as_str().is_some_and(|name| name.starts_with("owner"));
+        assert!(members[0].get("user").is_none_or(owner), "{members:?}");
+    }
     request_statements(&log)
 }
 
 #[tokio::test]
 async fn a_page_of_sites_with_members_costs_the_same_statements_whatever_its_size() {
-    let small = statements_for_a_page_of(5).await;
-    let large = statements_for_a_page_of(50).await;
+    let small = statements_for_a_page_of(5, "{ user { username } }").await;
+    let large = statements_for_a_page_of(50, "{ user { username } }").await;
     // The page, its members and their users, all seen (they run on one held connection).
     assert!(small >= 3, "5 sites: only {small} statements seen");
     assert_eq!(small, large, "5 sites: {small} statements, 50 sites: {large}");
+    let small = statements_for_a_page_of(5, "{ role }").await;
+    let large = statements_for_a_page_of(50, "{ role }").await;
+    assert!(small >= 2, "5 sites, members' roles: only {small} statements seen");
+    assert_eq!(
+        small, large,
+        "members' roles: 5 sites: {small} statements, 50 sites: {large}"
+    );
 }
 
 #[tokio::test]
