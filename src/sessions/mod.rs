@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
 use entity::{session, site, site_member, user, user_role};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Expr, OnConflict, UnionType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryInsertResult,
 };
 use uuid::Uuid;
 
@@ -428,28 +428,32 @@ fn live_of(user_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<session::Entity
         .filter(session::Column::ExpiresAt.gt(now))
 }
 
-/// Every role of a user, sorted: global roles, then site roles as `<siteId>:<role>`.
+/// Every role of a user, sorted: global roles, then site roles as `<siteId>:<role>`. One
+/// statement reads both tables: one round trip, and one view of the roles.
 pub async fn roles_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<String>, AppError> {
-    let mut roles: Vec<String> = user_role::Entity::find()
+    let mut held = user_role::Entity::find()
         .select_only()
         .column(user_role::Column::Role)
+        .expr_as(Expr::value(sea_orm::Value::Uuid(None)), "site_id")
         .filter(user_role::Column::UserId.eq(user_id))
-        .order_by_asc(user_role::Column::Role)
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let memberships: Vec<(Uuid, String)> = site_member::Entity::find()
+        .into_query();
+    let on_sites = site_member::Entity::find()
         .select_only()
-        .column(site_member::Column::SiteId)
         .column(site_member::Column::Role)
+        .column(site_member::Column::SiteId)
         .filter(site_member::Column::UserId.eq(user_id))
-        .into_tuple()
-        .all(conn)
-        .await?;
-    let mut site_roles: Vec<String> = memberships
-        .into_iter()
-        .map(|(site, role)| format!("{site}:{role}"))
-        .collect();
+        .into_query();
+    held.union(UnionType::All, on_sites);
+    let rows = conn.query_all(conn.get_database_backend().build(&held)).await?;
+    let (mut roles, mut site_roles) = (Vec::new(), Vec::new());
+    for row in rows {
+        let role: String = row.try_get("", "role")?;
+        match row.try_get::<Option<Uuid>>("", "site_id")? {
+            None => roles.push(role),
+            Some(site) => site_roles.push(format!("{site}:{role}")),
+        }
+    }
+    roles.sort();
     site_roles.sort();
     roles.extend(site_roles);
     Ok(roles)
@@ -870,6 +874,67 @@ mod tests {
             .verify(&issued.token, store.now().timestamp())
             .unwrap();
         (user.id, Claims::clone(&claims))
+    }
+
+    #[tokio::test]
+    async fn roles_are_global_ones_then_site_ones_each_sorted() {
+        let store = in_memory().await;
+        let (user_id, _) = user_with_session(&store).await;
+        // A second user, whose roles must not show among the first's.
+        let other_id = {
+            let mut change = store.begin().await.unwrap();
+            let other = user::Entity::insert(user::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                username_key: Set("kim".into()),
+                username: Set("kim".into()),
+                password_hash: Set(String::new()),
+                created_at: Set(store.now()),
+                updated_at: Set(store.now()),
+                ..Default::default()
+            })
+            .exec_with_returning(change.txn())
+            .await
+            .unwrap();
+            change.grant(other.id, &["auditor"], store.now()).await.unwrap();
+            change.commit().await.unwrap();
+            other.id
+        };
+        let db = store.db();
+        let mut change = store.begin().await.unwrap();
+        change.grant(user_id, &["zebra", "admin"], store.now()).await.unwrap();
+        change.commit().await.unwrap();
+        let mut sites = Vec::new();
+        for (name, role) in [("b", "user"), ("a", "admin")] {
+            let id = Uuid::new_v4();
+            site::Entity::insert(site::ActiveModel {
+                id: Set(id),
+                name: Set(name.into()),
+                description: Set(None),
+                code: Set(format!("code-{name}")),
+                created_by: Set(None),
+                created_at: Set(store.now()),
+                updated_at: Set(store.now()),
+            })
+            .exec_without_returning(db)
+            .await
+            .unwrap();
+            for member in [user_id, other_id] {
+                site_member::Entity::insert(site_member::ActiveModel {
+                    site_id: Set(id),
+                    user_id: Set(member),
+                    role: Set(role.into()),
+                    joined_at: Set(store.now()),
+                })
+                .exec_without_returning(db)
+                .await
+                .unwrap();
+            }
+            sites.push(format!("{id}:{role}"));
+        }
+        sites.sort();
+        let mut expected: Vec<String> = ["admin", "user", "zebra"].map(String::from).into();
+        expected.extend(sites);
+        assert_eq!(roles_of(db, user_id).await.unwrap(), expected);
     }
 
     #[tokio::test]
