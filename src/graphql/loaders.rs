@@ -216,10 +216,10 @@ impl Loaders {
             true => rows.iter().map(|member| member.user_id).collect(),
             false => HashSet::new(),
         };
+        let mut members = group(rows, |member| member.site_id);
         // Every site of the page gets an entry, so one without members is not loaded again.
-        let mut members: HashMap<Uuid, Vec<site_member::Model>> = site_ids.iter().map(|id| (*id, Vec::new())).collect();
-        for member in rows {
-            members.entry(member.site_id).or_default().push(member);
+        for id in site_ids {
+            members.entry(*id).or_default();
         }
         if !user_ids.is_empty() {
             self.users().feed_many(users_by_id(conn, user_ids).await?).await;
