@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 
-use crate::http::{metrics_router, router};
+use axum::ServiceExt;
+
+use crate::http::{app, metrics_router};
 use crate::state::AppState;
 
 /// How often noted last-seen times are written.
@@ -30,8 +32,8 @@ pub async fn serve(
     let upkeep = tokio::spawn(upkeep(state.clone()));
     let discovery = tokio::spawn(state.oidc.clone().keep_discovering());
     let listener_task = state.sessions.listen().map(tokio::spawn);
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown).await;
+    let service = app(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let served = axum::serve(listener, service).with_graceful_shutdown(shutdown).await;
     upkeep.abort();
     discovery.abort();
     for task in listener_task.into_iter().chain(metrics) {

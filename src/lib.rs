@@ -20,6 +20,8 @@ pub mod error;
 pub mod graphql;
 /// HTTP handlers.
 pub mod http;
+/// The text of a log line.
+pub mod log_format;
 /// Where log lines go: a buffer written out by a thread of its own.
 pub mod log_writer;
 /// Outgoing mail (password reset links).

@@ -1,6 +1,7 @@
 //! Thin handlers: GraphQL over HTTP and its GraphiQL page, the gateway webhook, the public keys,
 //! social login, health checks; the router and its layers.
 
+pub mod access_log;
 pub mod documents;
 pub mod graphiql;
 pub mod graphql;
@@ -11,6 +12,7 @@ pub mod oidc;
 pub mod persisted;
 pub mod webhook;
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,14 +21,14 @@ use axum::body::Body;
 use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
 use axum::routing::get;
 use axum::Router;
+use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
-use tracing::Span;
 
 use crate::graphql::field_types::FieldTypes;
 use crate::graphql::{self as schema, GatehouseSchema};
+use crate::http::access_log::AccessLogLayer;
 use crate::state::AppState;
 
 /// What every handler gets: the application state and the schema built from its config.
@@ -56,11 +58,34 @@ pub struct HttpShared {
     pub documents: documents::Documents,
 }
 
-pub fn router(state: AppState) -> Router {
+/// The application: the router inside its layers. The layers wrap the router once, rather
+/// than each route (`Router::layer`), so a request clones one stack of layers, not a boxed
+/// copy per layer.
+pub fn app(
+    state: AppState,
+) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone + Send + Sync + 'static
+{
+    let cors = cors_layer(&state);
+    ServiceBuilder::new()
+        // Browsers must take every answer as the type it says, never sniff one (JSON as HTML).
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .option_layer(cors)
+        // A request id on every log line and response: the gateway's, or a fresh UUID.
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // One line per request (method, path without the query string, status, latency)
+        // and the request id on every line the request logs.
+        .layer(AccessLogLayer)
+        .service(router(state))
+}
+
+fn router(state: AppState) -> Router {
     let schema = schema::build(&state.config, ValidationMode::Strict);
     let validated_schema = schema::build(&state.config, ValidationMode::Fast);
     let field_types = FieldTypes::from_sdl(&schema.sdl());
-    let cors = cors_layer(&state);
     let mut router = Router::new().route("/graphql", get(graphql::get).post(graphql::post));
     if state.config.graphiql {
         router = router.route("/graphql/assets/{file}", get(graphiql::asset));
@@ -77,48 +102,14 @@ pub fn router(state: AppState) -> Router {
         Some(_) => router,
         None => router.route("/metrics", get(health::metrics)),
     };
-    let router = router
-        .with_state(HttpState(Arc::new(HttpShared {
-            app: state,
-            schema,
-            validated_schema,
-            field_types,
-            persisted: Default::default(),
-            documents: Default::default(),
-        })))
-        // One line per request: method, path (never the query string, which may hold
-        // variables), status and latency.
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<Body>| {
-                    let id = request
-                        .headers()
-                        .get("x-request-id")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("");
-                    tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
-                })
-                .on_request(())
-                .on_response(|response: &Response<Body>, latency: Duration, _span: &Span| {
-                    let latency_ms = latency.as_secs_f64() * 1000.0;
-                    tracing::info!(status = response.status().as_u16(), latency_ms, "served");
-                })
-                .on_body_chunk(())
-                .on_eos(())
-                .on_failure(()),
-        )
-        // A request id on every log line and response: the gateway's, or a fresh UUID.
-        .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid));
-    let router = match cors {
-        Some(cors) => router.layer(cors),
-        None => router,
-    };
-    // Browsers must take every answer as the type it says, never sniff one (JSON as HTML).
-    router.layer(SetResponseHeaderLayer::overriding(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    ))
+    router.with_state(HttpState(Arc::new(HttpShared {
+        app: state,
+        schema,
+        validated_schema,
+        field_types,
+        persisted: Default::default(),
+        documents: Default::default(),
+    })))
 }
 
 /// The separate metrics listener's router (METRICS_BIND): `/metrics` and nothing else.

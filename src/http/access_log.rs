@@ -1,0 +1,227 @@
+//! The access log: one line per request, and a `request` span naming the request id around
+//! everything the request logs (API.md §1 observability, README "Logs").
+//!
+//! tower-http's `TraceLayer` did this with a span holding the method and path and an event
+//! holding the status and latency. `tracing`'s text formatter writes each field through
+//! `Debug` with its own styling, and that made the line cost about a fifth of a webhook
+//! check (BENCHMARKS.md). Here the line is put together once, with plain writes, and handed
+//! to `tracing` as the event's message, so `RUST_LOG` and the log writer still decide where
+//! it goes, and the span carries only the request id.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, Request, Response, Uri};
+use tower::{Layer, Service};
+use tracing::Span;
+
+/// The target of the lines and of the span, for `RUST_LOG`.
+pub(crate) const TARGET: &str = module_path!();
+
+#[derive(Clone, Copy, Default)]
+pub struct AccessLogLayer;
+
+impl<S> Layer<S> for AccessLogLayer {
+    type Service = AccessLog<S>;
+
+    fn layer(&self, inner: S) -> AccessLog<S> {
+        AccessLog { inner }
+    }
+}
+
+#[derive(Clone)]
+pub struct AccessLog<S> {
+    inner: S,
+}
+
+impl<S, B, ResBody> Service<Request<B>> for AccessLog<S>
+where
+    S: Service<Request<B>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResBody>;
+    type Error = S::Error;
+    type Future = Logged<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let started = Instant::now();
+        let id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        let span = tracing::info_span!("request", id);
+        // Both are shared buffers: keeping them costs a count, not a copy.
+        let method = request.method().clone();
+        let uri = request.uri().clone();
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        Logged {
+            inner,
+            span,
+            method,
+            uri,
+            started,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The handler's future inside the request's span; writes the line when it answers.
+    pub struct Logged<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        method: Method,
+        uri: Uri,
+        started: Instant,
+    }
+}
+
+impl<F, ResBody, E> Future for Logged<F>
+where
+    F: Future<Output = Result<Response<ResBody>, E>>,
+{
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.inner.poll(cx))
+        };
+        if let Ok(response) = &result {
+            if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
+                let _entered = this.span.enter();
+                let line = line(
+                    this.method,
+                    this.uri,
+                    response.status().as_u16(),
+                    this.started.elapsed(),
+                );
+                tracing::info!(target: TARGET, "{line}");
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+/// `served method=POST path=/graphql status=200 latency_ms=0.412`: the path without the
+/// query string, which may hold variables; the latency to the microsecond.
+fn line(method: &Method, uri: &Uri, status: u16, latency: Duration) -> String {
+    let micros = latency.as_micros();
+    let mut digits = itoa::Buffer::new();
+    let mut line = String::with_capacity(96);
+    line.push_str("served method=");
+    line.push_str(method.as_str());
+    line.push_str(" path=");
+    line.push_str(uri.path());
+    line.push_str(" status=");
+    line.push_str(digits.format(status));
+    line.push_str(" latency_ms=");
+    line.push_str(digits.format(micros / 1000));
+    line.push('.');
+    let fraction = digits.format(micros % 1000 + 1000);
+    line.push_str(&fraction[1..]);
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use axum::Router;
+    use tower::ServiceExt;
+    use tracing_subscriber::fmt::MakeWriter;
+
+    use super::*;
+
+    #[test]
+    fn the_line_names_method_path_status_and_latency_but_not_the_query() {
+        let uri: Uri = "/graphql?query=%7Bme%7D&variables=secret".parse().unwrap();
+        let text = line(&Method::POST, &uri, 200, Duration::from_micros(1_412));
+        assert_eq!(text, "served method=POST path=/graphql status=200 latency_ms=1.412");
+        let text = line(
+            &Method::GET,
+            &"/healthz".parse().unwrap(),
+            503,
+            Duration::from_micros(7),
+        );
+        assert_eq!(text, "served method=GET path=/healthz status=503 latency_ms=0.007");
+        let slow = line(&Method::GET, &"/".parse().unwrap(), 200, Duration::from_secs(12));
+        assert!(slow.ends_with(" latency_ms=12000.000"), "{slow}");
+    }
+
+    /// Lines written by a `fmt` subscriber, for reading back.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Lines {
+        type Writer = Lines;
+
+        fn make_writer(&'a self) -> Lines {
+            self.clone()
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_line_of_a_request_names_its_id_and_the_last_one_is_the_access_line() {
+        let lines = Lines::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(lines.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = Router::new()
+            .route(
+                "/work",
+                get(|| async {
+                    tracing::warn!("inside the handler");
+                    "done"
+                }),
+            )
+            .layer(AccessLogLayer);
+        let request = Request::get("/work?token=hidden")
+            .header("x-request-id", "edge-42")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let written: Vec<&str> = text.lines().collect();
+        assert_eq!(written.len(), 2, "{text}");
+        assert!(written[0].contains("request{id=\"edge-42\"}") && written[0].contains("inside the handler"));
+        assert!(written[1].contains("request{id=\"edge-42\"}"), "{}", written[1]);
+        assert!(
+            written[1].contains("served method=GET path=/work status=200 latency_ms="),
+            "{}",
+            written[1]
+        );
+        assert!(
+            !text.contains("hidden"),
+            "the query string stays out of the log: {text}"
+        );
+    }
+}
