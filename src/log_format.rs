@@ -114,6 +114,7 @@ fn write_timestamp(writer: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
 mod tests {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use tracing_subscriber::fmt::MakeWriter;
 
@@ -174,22 +175,36 @@ mod tests {
 
     #[test]
     fn the_access_line_reads_exactly_as_the_default_format_writes_it() {
-        let (ours, theirs) = both(|| {
+        let (our_text, their_text) = both(|| {
             let span = tracing::info_span!(target: access_log::TARGET, "request", id = "edge-42");
             let _entered = span.enter();
-            let line = "served method=GET path=/healthz status=200 latency_ms=0.012";
-            tracing::info!(target: access_log::TARGET, "{line}");
+            // A plain path, and one with UTF-8 and a C1 control (U+009B), which the default
+            // format escapes and the access line must escape the same way.
+            for path in ["/healthz", "/caf\u{e9}/\u{9b}31m"] {
+                let uri = path.parse().unwrap();
+                let line = access_log::line(&http::Method::GET, &uri, 200, Duration::from_micros(12));
+                tracing::info!(target: access_log::TARGET, "{line}");
+            }
         });
-        let (ours, theirs) = (ours.lines().collect::<Vec<_>>(), theirs.lines().collect::<Vec<_>>());
-        assert_eq!(ours.len(), 1);
-        assert_eq!(theirs.len(), 1);
-        let (our_time, our_rest) = split(ours[0]);
-        let (their_time, their_rest) = split(theirs[0]);
-        assert_eq!(our_rest, their_rest);
-        assert!(our_rest.starts_with(" INFO request{id=\"edge-42\"}: gatehouse::http::access_log: served "));
+        let (ours, theirs) = (
+            our_text.lines().collect::<Vec<_>>(),
+            their_text.lines().collect::<Vec<_>>(),
+        );
+        assert_eq!(ours.len(), 2);
+        assert_eq!(theirs.len(), 2);
+        for (ours, theirs) in ours.into_iter().zip(theirs) {
+            let (our_time, our_rest) = split(ours);
+            let (their_time, their_rest) = split(theirs);
+            assert_eq!(our_rest, their_rest);
+            assert!(our_rest.starts_with(" INFO request{id=\"edge-42\"}: gatehouse::http::access_log: served "));
+            assert!(
+                (their_time - our_time).num_seconds().abs() <= 1,
+                "{our_time} {their_time}"
+            );
+        }
         assert!(
-            (their_time - our_time).num_seconds().abs() <= 1,
-            "{our_time} {their_time}"
+            their_text.contains("\\u{9b}31m"),
+            "the default format escapes it: {their_text}"
         );
     }
 

@@ -8,6 +8,7 @@
 //! to `tracing` as the event's message, so `RUST_LOG` and the log writer still decide where
 //! it goes, and the span carries only the request id.
 
+use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -115,14 +116,14 @@ where
 
 /// `served method=POST path=/graphql status=200 latency_ms=0.412`: the path without the
 /// query string, which may hold variables; the latency to the microsecond.
-fn line(method: &Method, uri: &Uri, status: u16, latency: Duration) -> String {
+pub(crate) fn line(method: &Method, uri: &Uri, status: u16, latency: Duration) -> String {
     let micros = latency.as_micros();
     let mut digits = itoa::Buffer::new();
     let mut line = String::with_capacity(96);
     line.push_str("served method=");
     line.push_str(method.as_str());
     line.push_str(" path=");
-    line.push_str(uri.path());
+    push_path(&mut line, uri.path());
     line.push_str(" status=");
     line.push_str(digits.format(status));
     line.push_str(" latency_ms=");
@@ -131,6 +132,24 @@ fn line(method: &Method, uri: &Uri, status: u16, latency: Duration) -> String {
     let fraction = digits.format(micros % 1000 + 1000);
     line.push_str(&fraction[1..]);
     line
+}
+
+/// The path as the default format's escaping writes it. The URI parser admits no ASCII
+/// control character, but it does admit UTF-8, and with it the C1 controls (U+0080 to
+/// U+009F), which some terminals take as the start of an escape sequence.
+fn push_path(line: &mut String, path: &str) {
+    if path.is_ascii() {
+        line.push_str(path);
+        return;
+    }
+    for ch in path.chars() {
+        match ch {
+            '\u{80}'..='\u{9f}' => {
+                let _ = write!(line, "\\u{{{:x}}}", ch as u32);
+            }
+            ch => line.push(ch),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -160,6 +179,17 @@ mod tests {
         assert_eq!(text, "served method=GET path=/healthz status=503 latency_ms=0.007");
         let slow = line(&Method::GET, &"/".parse().unwrap(), 200, Duration::from_secs(12));
         assert!(slow.ends_with(" latency_ms=12000.000"), "{slow}");
+    }
+
+    #[test]
+    fn a_control_character_in_the_path_is_written_escaped() {
+        // U+009B is a terminal's control sequence introducer in its 8-bit form.
+        let uri: Uri = "/caf%C3%A9/\u{e9}/\u{9b}31m".parse().unwrap();
+        let text = line(&Method::GET, &uri, 404, Duration::ZERO);
+        assert_eq!(
+            text,
+            "served method=GET path=/caf%C3%A9/\u{e9}/\\u{9b}31m status=404 latency_ms=0.000"
+        );
     }
 
     /// Lines written by a `fmt` subscriber, for reading back.
