@@ -58,8 +58,9 @@ where
         }
         writer.write_str(meta.target())?;
         writer.write_str(": ")?;
-        // The message is plain visible ASCII: a method, a path (no control characters get
-        // past the HTTP parser) and numbers. The default's escaping would find nothing to do.
+        // The message comes from `access_log::line`, which already escapes what the default's
+        // escaping writer would: the path's C1 controls (the HTTP parser lets no other
+        // control character through; the method is a token, the rest are numbers).
         let mut message = Message {
             writer: &mut writer,
             result: Ok(()),
@@ -112,52 +113,21 @@ fn write_timestamp(writer: &mut Writer<'_>, now: SystemTime) -> fmt::Result {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use tracing_subscriber::fmt::MakeWriter;
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Lines(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Lines {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Lines {
-        type Writer = Lines;
-
-        fn make_writer(&'a self) -> Lines {
-            self.clone()
-        }
-    }
-
-    impl Lines {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
-    }
+    use crate::log_writer::captured::Captured;
 
     /// The same events, logged once through `LineFormat` and once through the default.
     fn both(log: impl Fn()) -> (String, String) {
-        let ours = Lines::default();
+        let ours = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(ours.clone())
             .event_format(LineFormat::default())
             .finish();
         tracing::subscriber::with_default(subscriber, &log);
-        let theirs = Lines::default();
+        let theirs = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(theirs.clone())

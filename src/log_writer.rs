@@ -139,13 +139,20 @@ impl Drop for FlushOnDrop {
     }
 }
 
+/// Log output kept in memory, for tests to read back.
 #[cfg(test)]
-mod tests {
+pub(crate) mod captured {
     use super::*;
 
-    /// An output the test can read back.
+    /// An output, and a `MakeWriter` for a subscriber; clones share what was written.
     #[derive(Clone, Default)]
-    struct Captured(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Captured(pub(crate) Arc<Mutex<Vec<u8>>>);
+
+    impl Captured {
+        pub(crate) fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
 
     impl Write for Captured {
         fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -157,6 +164,20 @@ mod tests {
             Ok(())
         }
     }
+
+    impl<'a> MakeWriter<'a> for Captured {
+        type Writer = Captured;
+
+        fn make_writer(&'a self) -> Captured {
+            self.clone()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::captured::Captured;
+    use super::*;
 
     #[test]
     fn every_line_arrives_whole_and_in_order_from_each_thread() {
@@ -177,7 +198,7 @@ mod tests {
             thread.join().unwrap();
         }
         drop(guard);
-        let text = String::from_utf8(output.0.lock().unwrap().clone()).unwrap();
+        let text = output.text();
         for t in 0..4 {
             let mine: Vec<&str> = text
                 .lines()
