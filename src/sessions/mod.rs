@@ -841,12 +841,13 @@ mod tests {
 
     use super::*;
 
-    async fn user_with_session(store: &SessionStore) -> (Uuid, Claims) {
+    /// A user named `name` holding the global `roles`.
+    async fn user_with_roles(store: &SessionStore, name: &str, roles: &[&str]) -> Uuid {
         let now = store.now();
         let row = user::ActiveModel {
             id: Set(Uuid::new_v4()),
-            username_key: Set("sam".into()),
-            username: Set("sam".into()),
+            username_key: Set(name.into()),
+            username: Set(name.into()),
             email_key: Set(None),
             email: Set(None),
             password_hash: Set(String::new()),
@@ -865,15 +866,22 @@ mod tests {
             .exec_with_returning(change.txn())
             .await
             .unwrap();
-        change.grant(user.id, &["user"], now).await.unwrap();
-        let issued = change.open(user.id, &ClientInfo::default()).await.unwrap();
+        change.grant(user.id, roles, now).await.unwrap();
+        change.commit().await.unwrap();
+        user.id
+    }
+
+    async fn user_with_session(store: &SessionStore) -> (Uuid, Claims) {
+        let user_id = user_with_roles(store, "sam", &["user"]).await;
+        let mut change = store.begin().await.unwrap();
+        let issued = change.open(user_id, &ClientInfo::default()).await.unwrap();
         change.commit().await.unwrap();
         let claims = store
             .inner
             .tokens
             .verify(&issued.token, store.now().timestamp())
             .unwrap();
-        (user.id, Claims::clone(&claims))
+        (user_id, Claims::clone(&claims))
     }
 
     #[tokio::test]
@@ -881,24 +889,7 @@ mod tests {
         let store = in_memory().await;
         let (user_id, _) = user_with_session(&store).await;
         // A second user, whose roles must not show among the first's.
-        let other_id = {
-            let mut change = store.begin().await.unwrap();
-            let other = user::Entity::insert(user::ActiveModel {
-                id: Set(Uuid::new_v4()),
-                username_key: Set("kim".into()),
-                username: Set("kim".into()),
-                password_hash: Set(String::new()),
-                created_at: Set(store.now()),
-                updated_at: Set(store.now()),
-                ..Default::default()
-            })
-            .exec_with_returning(change.txn())
-            .await
-            .unwrap();
-            change.grant(other.id, &["auditor"], store.now()).await.unwrap();
-            change.commit().await.unwrap();
-            other.id
-        };
+        let other_id = user_with_roles(&store, "kim", &["auditor"]).await;
         let db = store.db();
         let mut change = store.begin().await.unwrap();
         change.grant(user_id, &["zebra", "admin"], store.now()).await.unwrap();
