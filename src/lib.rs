@@ -39,3 +39,8 @@ pub mod telemetry;
 
 pub use config::Config;
 pub use state::AppState;
+
+/// The hasher of the caches every request reads whose keys the server issued (verified
+/// tokens, session and user ids): a client cannot pick keys that collide, so a fast seeded
+/// hash is enough. Caches keyed by what a client sends keep the standard library's SipHash.
+pub(crate) type IssuedKeyHasher = foldhash::fast::RandomState;

@@ -41,8 +41,9 @@ pub struct Services {
     pub oidc: Arc<Providers>,
     /// Passkeys: `WEBAUTHN_RP_ID` and `WEBAUTHN_ORIGIN`.
     pub passkeys: Arc<RelyingParty>,
-    /// Renders `/metrics`; `None` when no recorder was installed (then `/metrics` is 404).
-    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Renders `/metrics` and counts requests; `None` when no recorder was installed (then
+    /// `/metrics` is 404 and requests are not counted).
+    pub metrics: Option<crate::telemetry::Telemetry>,
     /// Sees the statements run on a held connection (tests count statements with it).
     pub statement_observer: Option<StatementObserver>,
 }

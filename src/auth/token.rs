@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::auth::jwk::PrivateKey;
+use crate::IssuedKeyHasher;
 
 /// Clock skew tolerated on `iat` between instances sharing a database.
 const IAT_LEEWAY_SECONDS: i64 = 30;
@@ -54,7 +55,7 @@ pub struct TokenKeys {
     validation: Validation,
     /// The public key for `/.well-known/jwks.json`; none for a shared secret.
     jwk: Option<Value>,
-    verified: Cache<String, Arc<Claims>>,
+    verified: Cache<String, Arc<Claims>, IssuedKeyHasher>,
 }
 
 impl TokenKeys {
@@ -121,12 +122,12 @@ impl TokenKeys {
 
 /// Tokens that passed `verify`, by their text. Bounded by text size, and an entry unused for
 /// a while goes first: a miss only costs a signature check.
-fn verified_tokens() -> Cache<String, Arc<Claims>> {
+fn verified_tokens() -> Cache<String, Arc<Claims>, IssuedKeyHasher> {
     Cache::builder()
         .max_capacity(VERIFIED_TOKENS_BYTES)
         .weigher(|token: &String, _: &Arc<Claims>| u32::try_from(token.len()).unwrap_or(u32::MAX))
         .time_to_idle(VERIFIED_TOKENS_IDLE)
-        .build()
+        .build_with_hasher(IssuedKeyHasher::default())
 }
 
 /// Only `algorithm` is accepted: `alg: none`, and any other algorithm (such as HS256 keyed

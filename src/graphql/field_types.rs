@@ -85,6 +85,14 @@ impl FieldTypes {
         self.roots[index].as_deref()
     }
 
+    /// The fields of the query and mutation types: the names an operation can start with.
+    pub fn root_fields(&self) -> impl Iterator<Item = &str> {
+        [OperationType::Query, OperationType::Mutation]
+            .into_iter()
+            .filter_map(|operation| self.objects.get(self.root(operation)?))
+            .flat_map(|fields| fields.keys().map(String::as_str))
+    }
+
     pub fn field(&self, object: &str, field: &str) -> Option<&FieldInfo> {
         self.objects.get(object)?.get(field)
     }
@@ -115,5 +123,8 @@ mod tests {
         assert_eq!(memberships.default_page, None);
         assert_eq!(memberships.ty.to_string(), "[SiteMembership!]!");
         assert!(types.field("Site", "code").unwrap().ty.nullable);
+        let roots: Vec<&str> = types.root_fields().collect();
+        assert!(roots.contains(&"me") && roots.contains(&"login"), "{roots:?}");
+        assert!(!roots.contains(&"username"), "{roots:?}");
     }
 }

@@ -1,7 +1,8 @@
 //! Field guards (API.md §4): one struct per access rule, named to read as English on the
 //! field they protect. They only inspect the request's `Identity`; they do no I/O.
 
-use std::sync::RwLock;
+use std::ops::Deref;
+use std::sync::{RwLock, RwLockReadGuard};
 
 use async_graphql::{Context, Guard, Result};
 use chrono::{DateTime, Duration, Utc};
@@ -21,10 +22,6 @@ impl RequestIdentity {
         RequestIdentity(RwLock::new(identity))
     }
 
-    pub fn get(&self) -> Identity {
-        self.0.read().map(|i| i.clone()).unwrap_or(Identity::Anonymous)
-    }
-
     pub fn set_roles(&self, roles: Vec<String>) {
         if let Ok(mut identity) = self.0.write() {
             if let Identity::User(caller) = &mut *identity {
@@ -34,10 +31,35 @@ impl RequestIdentity {
     }
 }
 
-/// The request's identity; a schema executed without one is treated as anonymous.
-pub fn identity(ctx: &Context<'_>) -> Identity {
-    ctx.data_opt::<RequestIdentity>()
-        .map_or(Identity::Anonymous, RequestIdentity::get)
+/// The request's identity, read in place: the caller is shared with the session cache, and a
+/// copy per field would cost every field atomic counts on memory that every core writes. A
+/// schema executed without one is treated as anonymous. Not held across an `.await` (the
+/// future would not be `Send`), so a mutation that reloads the caller's roles never waits
+/// on a reader of its own request.
+pub fn identity<'a>(ctx: &Context<'a>) -> IdentityRef<'a> {
+    static ANONYMOUS: Identity = Identity::Anonymous;
+    match ctx.data_opt::<RequestIdentity>().map(|holder| holder.0.read()) {
+        Some(Ok(identity)) => IdentityRef::Held(identity),
+        // No identity, or a writer panicked while reloading roles: nobody is signed in.
+        None | Some(Err(_)) => IdentityRef::Anonymous(&ANONYMOUS),
+    }
+}
+
+/// What `identity` returns: reads as an `&Identity`.
+pub enum IdentityRef<'a> {
+    Held(RwLockReadGuard<'a, Identity>),
+    Anonymous(&'static Identity),
+}
+
+impl Deref for IdentityRef<'_> {
+    type Target = Identity;
+
+    fn deref(&self) -> &Identity {
+        match self {
+            IdentityRef::Held(identity) => identity,
+            IdentityRef::Anonymous(identity) => identity,
+        }
+    }
 }
 
 /// The caller must hold a global role.

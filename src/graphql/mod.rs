@@ -21,9 +21,8 @@ use async_graphql::{Context, EmptySubscription, MergedObject, Response, Schema, 
 use crate::client::ClientInfo;
 use crate::config::Config;
 use crate::error::AppError;
-use crate::graphql::guard::RequestIdentity;
+use crate::graphql::guard::{IdentityRef, RequestIdentity};
 use crate::sessions::Caller;
-use crate::sessions::Identity;
 use crate::state::AppState;
 
 /// What can be read: the caller, their sessions and sites, and (for admins) users and the audit log.
@@ -71,7 +70,7 @@ pub fn sdl() -> String {
 /// What resolvers read from the request.
 pub(crate) trait ContextExt {
     fn state(&self) -> &AppState;
-    fn identity(&self) -> Identity;
+    fn identity(&self) -> IdentityRef<'_>;
     fn client(&self) -> &ClientInfo;
     /// The signed-in caller; guards have already refused anonymous callers where one is needed.
     fn caller(&self) -> Result<Caller, AppError> {
@@ -86,7 +85,7 @@ impl ContextExt for Context<'_> {
         self.data_unchecked::<AppState>()
     }
 
-    fn identity(&self) -> Identity {
+    fn identity(&self) -> IdentityRef<'_> {
         crate::graphql::guard::identity(self)
     }
 

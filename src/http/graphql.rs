@@ -320,11 +320,13 @@ async fn execute(
     }
     // Only a validated document's root field is a schema name: anything else is `invalid`,
     // so clients cannot grow the label set.
-    let operation = match outcome {
-        Outcome::Executed => root_field.unwrap_or_else(|| "invalid".into()),
-        Outcome::Invalid => "invalid".into(),
-    };
-    telemetry::graphql_request(operation, response.errors.is_empty(), started.elapsed());
+    if let Some(telemetry) = &state.metrics {
+        let operation = match outcome {
+            Outcome::Executed => root_field.as_deref().unwrap_or(telemetry::INVALID_OPERATION),
+            Outcome::Invalid => telemetry::INVALID_OPERATION,
+        };
+        telemetry.graphql_request(operation, response.errors.is_empty(), started.elapsed());
+    }
     let status = match outcome {
         Outcome::Invalid => format.request_error_status(),
         Outcome::Executed => StatusCode::OK,

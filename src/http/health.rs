@@ -16,9 +16,9 @@ pub async fn healthz() -> Json<Value> {
 pub async fn metrics(State(app): State<AppState>) -> axum::response::Response {
     use axum::response::IntoResponse;
     match &app.metrics {
-        Some(handle) => (
+        Some(telemetry) => (
             [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            handle.render(),
+            telemetry.render(),
         )
             .into_response(),
         None => StatusCode::NOT_FOUND.into_response(),

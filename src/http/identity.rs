@@ -2,6 +2,8 @@
 //! else the session cookie; then token -> live session -> user and roles.
 //! `/graphql` and `/auth/webhook` both call `resolve`.
 
+use std::borrow::Cow;
+
 use http::HeaderMap;
 
 use crate::auth::cookie;
@@ -22,18 +24,18 @@ pub struct Rejection {
     pub error: AppError,
 }
 
-/// The presented token and its source, without judging it.
-pub fn credential(headers: &HeaderMap, cookie_name: &str) -> Option<(String, TokenSource)> {
+/// The presented token and its source, without judging it. A bearer token is read in place.
+pub fn credential<'h>(headers: &'h HeaderMap, cookie_name: &str) -> Option<(Cow<'h, str>, TokenSource)> {
     // API.md §3: the header wins over the cookie.
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let token = value.to_str().ok().and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_owned())
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
         });
         // An Authorization header that is not a bearer token is a bad credential, not "none".
-        return Some((token.unwrap_or_default(), TokenSource::Header));
+        return Some((Cow::Borrowed(token.unwrap_or_default()), TokenSource::Header));
     }
-    cookie::read(headers, cookie_name).map(|token| (token, TokenSource::Cookie))
+    cookie::read(headers, cookie_name).map(|token| (Cow::Owned(token), TokenSource::Cookie))
 }
 
 #[tracing::instrument(level = "debug", skip_all)]

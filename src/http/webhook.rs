@@ -117,7 +117,9 @@ async fn check(state: &AppState, options: &Options, headers: &HeaderMap) -> Resp
         StatusCode::FORBIDDEN => "forbidden",
         _ => "error",
     };
-    crate::telemetry::webhook_request(outcome);
+    if let Some(telemetry) = &state.metrics {
+        telemetry.webhook_request(outcome);
+    }
     response
 }
 

@@ -13,6 +13,8 @@ use entity::user;
 use moka::sync::Cache;
 use uuid::Uuid;
 
+use crate::IssuedKeyHasher;
+
 /// Bounds on memory: least recently and least often used entries go first.
 const MAX_SESSIONS: u64 = 200_000;
 const MAX_USERS: u64 = 100_000;
@@ -26,16 +28,18 @@ pub struct UserEntry {
     pub roles: Arc<[String]>,
 }
 
-/// One session row, as far as checking a token needs it.
-#[derive(Clone, Debug)]
+/// One session row, as far as checking a token needs it. Shared, not copied, by every
+/// request that uses the session: a copy would cost every request one atomic count per
+/// field it shares, on memory that every core writes.
+#[derive(Debug)]
 pub struct SessionEntry {
     pub user_id: Uuid,
-    pub secret_hash: Arc<[u8]>,
+    pub secret_hash: Box<[u8]>,
     pub expires_at: DateTime<Utc>,
     pub authenticated_at: DateTime<Utc>,
-    /// The latest use this instance knows of (Unix milliseconds), shared by every copy of
-    /// the entry: the database's time when read, then every request here.
-    pub last_seen: Arc<AtomicI64>,
+    /// The latest use this instance knows of (Unix milliseconds): the database's time when
+    /// read, then every request here.
+    pub last_seen: AtomicI64,
     pub user: Arc<UserEntry>,
 }
 
@@ -44,8 +48,12 @@ impl SessionEntry {
         DateTime::from_timestamp_millis(self.last_seen.load(Ordering::Relaxed)).unwrap_or_default()
     }
 
-    pub fn touch(&self, at: DateTime<Utc>) {
-        self.last_seen.fetch_max(at.timestamp_millis(), Ordering::Relaxed);
+    /// Notes a use at `at`; true when it is later than every use noted before. A session in
+    /// heavy use is seen many times a millisecond, and the read alone leaves the memory
+    /// shared between cores as it was.
+    pub fn touch(&self, at: DateTime<Utc>) -> bool {
+        let at = at.timestamp_millis();
+        self.last_seen.load(Ordering::Relaxed) < at && self.last_seen.fetch_max(at, Ordering::Relaxed) < at
     }
 }
 
@@ -82,8 +90,8 @@ impl Stale {
 }
 
 pub struct SessionCache {
-    sessions: Cache<Uuid, SessionEntry>,
-    users: Cache<Uuid, Arc<UserEntry>>,
+    sessions: Cache<Uuid, Arc<SessionEntry>, IssuedKeyHasher>,
+    users: Cache<Uuid, Arc<UserEntry>, IssuedKeyHasher>,
     generation: AtomicU64,
     /// Serialises inserts against invalidations, so the generation check and the insert are
     /// one step. Lookups do not take it.
@@ -98,11 +106,11 @@ impl SessionCache {
             sessions: Cache::builder()
                 .max_capacity(MAX_SESSIONS)
                 .time_to_live(TIME_TO_LIVE)
-                .build(),
+                .build_with_hasher(IssuedKeyHasher::default()),
             users: Cache::builder()
                 .max_capacity(MAX_USERS)
                 .time_to_live(TIME_TO_LIVE)
-                .build(),
+                .build_with_hasher(IssuedKeyHasher::default()),
             generation: AtomicU64::new(0),
             writes: Mutex::new(()),
             trust: Trust::new(always_trusted),
@@ -114,7 +122,7 @@ impl SessionCache {
     }
 
     /// The cached session, when the cache is trusted and its user's entry is still current.
-    pub fn get(&self, session_id: Uuid) -> Option<SessionEntry> {
+    pub fn get(&self, session_id: Uuid) -> Option<Arc<SessionEntry>> {
         if !self.is_trusted() {
             return None;
         }
@@ -137,7 +145,7 @@ impl SessionCache {
         user: user::Model,
         roles: Vec<String>,
         read_at_generation: u64,
-    ) -> SessionEntry {
+    ) -> Arc<SessionEntry> {
         let user_id = user.id;
         let fresh = || {
             Arc::new(UserEntry {
@@ -192,15 +200,15 @@ impl SessionCache {
     }
 }
 
-fn session_entry(user_id: Uuid, facts: SessionFacts, user: Arc<UserEntry>) -> SessionEntry {
-    SessionEntry {
+fn session_entry(user_id: Uuid, facts: SessionFacts, user: Arc<UserEntry>) -> Arc<SessionEntry> {
+    Arc::new(SessionEntry {
         user_id,
         secret_hash: facts.secret_hash.into(),
         expires_at: facts.expires_at,
         authenticated_at: facts.authenticated_at,
-        last_seen: Arc::new(AtomicI64::new(facts.last_seen.timestamp_millis())),
+        last_seen: AtomicI64::new(facts.last_seen.timestamp_millis()),
         user,
-    }
+    })
 }
 
 /// Whether cached entries may be believed: always for a single instance; with peers, only
@@ -289,6 +297,22 @@ mod tests {
             last_seen: now,
         };
         cache.insert(sid, facts, user, vec!["user".into()], generation);
+    }
+
+    #[test]
+    fn a_use_is_noted_only_when_later_than_every_use_before() {
+        let cache = SessionCache::new(true);
+        let (sid, uid) = (Uuid::new_v4(), Uuid::new_v4());
+        cache_one(&cache, sid, uid, cache.generation());
+        let entry = cache.get(sid).unwrap();
+        let read = entry.last_seen();
+        assert!(!entry.touch(read), "the same millisecond again");
+        assert!(!entry.touch(read - chrono::Duration::seconds(1)), "an earlier one");
+        assert_eq!(entry.last_seen(), read);
+        let later = read + chrono::Duration::milliseconds(1);
+        assert!(entry.touch(later));
+        // Every lookup shares the entry, so the next request sees this use.
+        assert_eq!(cache.get(sid).unwrap().last_seen(), later);
     }
 
     #[test]

@@ -11,10 +11,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::IssuedKeyHasher;
 
 #[derive(Clone, Default)]
 pub struct LastSeen {
-    pending: Arc<Mutex<HashMap<Uuid, DateTime<Utc>>>>,
+    pending: Arc<Mutex<HashMap<Uuid, DateTime<Utc>, IssuedKeyHasher>>>,
 }
 
 impl LastSeen {

@@ -224,8 +224,10 @@ impl SessionStore {
                 return Err(AppError::InvalidToken);
             }
         }
-        session.touch(now);
-        inner.last_seen.touch(claims.sid, now);
+        // A use no later than one already noted is already on its way to the database.
+        if session.touch(now) {
+            inner.last_seen.touch(claims.sid, now);
+        }
         Ok(Caller {
             user_id: session.user_id,
             session_id: claims.sid,
@@ -236,7 +238,7 @@ impl SessionStore {
     }
 
     /// Reads a session with its user and roles, and caches them.
-    async fn load(&self, session_id: Uuid) -> Result<SessionEntry, AppError> {
+    async fn load(&self, session_id: Uuid) -> Result<Arc<SessionEntry>, AppError> {
         let inner = &self.inner;
         let generation = inner.cache.generation();
         let (row, user) = session::Entity::find_by_id(session_id)

@@ -2,15 +2,15 @@
 
 use std::sync::OnceLock;
 
+use gatehouse::telemetry::Telemetry;
 use gatehouse::Config;
-use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 
 use crate::common::TestServer;
 
 /// The `metrics` recorder is process-wide: one for every server of this test binary.
-fn recorder() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+fn recorder() -> Telemetry {
+    static HANDLE: OnceLock<Telemetry> = OnceLock::new();
     HANDLE
         .get_or_init(|| gatehouse::telemetry::install().expect("install the recorder"))
         .clone()
@@ -21,7 +21,10 @@ async fn metrics_count_operations_outcomes_and_login_failures() {
     let handle = recorder();
     let server = TestServer::start_preparing(Config::for_test(), move |state| state.metrics = Some(handle)).await;
     let (token, _, username) = server.signup("metered").await;
-    server.gql(Some(&token), "{ me { id } }", json!({})).await.data("me");
+    // Twice: the second count goes through the series the first one registered.
+    for _ in 0..2 {
+        server.gql(Some(&token), "{ me { id } }", json!({})).await.data("me");
+    }
     let login = "mutation($u: String!) { login(input: {username: $u, password: \"not the password\"}) { token } }";
     server
         .gql(None, login, json!({ "u": username }))
@@ -54,6 +57,15 @@ async fn metrics_count_operations_outcomes_and_login_failures() {
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
     }
+    // Only this test runs `me` on a server that counts.
+    let me_ok = text
+        .lines()
+        .find_map(|line| line.strip_prefix("gatehouse_graphql_requests_total{operation=\"me\",outcome=\"ok\"} "));
+    assert_eq!(me_ok, Some("2"), "{text}");
+    assert!(
+        !text.contains("operation=\"me\",outcome=\"error\""),
+        "a series appears once it counts something:\n{text}"
+    );
 }
 
 #[tokio::test]
