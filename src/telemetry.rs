@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use http::StatusCode;
 use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -44,8 +45,8 @@ pub struct Telemetry(Arc<Series>);
 struct Series {
     handle: PrometheusHandle,
     /// Every root field of the schema and `invalid`; each series is registered on first
-    /// use, so that `/metrics` lists only what happened. The map itself never changes, so a lookup
-    /// writes nothing that another core reads.
+    /// use, so that `/metrics` lists only what happened. The map itself never changes, so a
+    /// lookup writes nothing that another core reads.
     operations: HashMap<String, OperationSeries>,
     webhook: [OnceLock<Counter>; WEBHOOK_OUTCOMES.len()],
 }
@@ -57,6 +58,7 @@ struct OperationSeries {
     seconds: OnceLock<Histogram>,
 }
 
+/// The `outcome` label of a webhook check, in `webhook_request`'s order.
 const WEBHOOK_OUTCOMES: [&str; 4] = ["allowed", "unauthorized", "forbidden", "error"];
 
 impl Telemetry {
@@ -97,12 +99,17 @@ impl Telemetry {
         series.seconds.get_or_init(histogram).record(seconds);
     }
 
-    /// One webhook check, by outcome: `allowed`, `unauthorized`, `forbidden` or `error`.
-    pub fn webhook_request(&self, outcome: &'static str) {
-        let counter = || metrics::counter!(WEBHOOK_REQUESTS, "outcome" => outcome);
-        match WEBHOOK_OUTCOMES.iter().position(|known| *known == outcome) {
-            Some(index) => self.0.webhook[index].get_or_init(counter).increment(1),
-            None => counter().increment(1),
-        }
+    /// One webhook check, by the outcome its answer's status tells.
+    pub fn webhook_request(&self, status: StatusCode) {
+        let index = match status {
+            StatusCode::OK => 0,
+            StatusCode::UNAUTHORIZED => 1,
+            StatusCode::FORBIDDEN => 2,
+            _ => 3,
+        };
+        let outcome = WEBHOOK_OUTCOMES[index];
+        self.0.webhook[index]
+            .get_or_init(|| metrics::counter!(WEBHOOK_REQUESTS, "outcome" => outcome))
+            .increment(1);
     }
 }

@@ -111,14 +111,8 @@ fn forwarded_headers(body: &[u8]) -> Option<HeaderMap> {
 /// The check, counted by outcome for `/metrics`.
 async fn check(state: &AppState, options: &Options, headers: &HeaderMap) -> Response {
     let response = decide(state, options, headers).await;
-    let outcome = match response.status() {
-        StatusCode::OK => "allowed",
-        StatusCode::UNAUTHORIZED => "unauthorized",
-        StatusCode::FORBIDDEN => "forbidden",
-        _ => "error",
-    };
     if let Some(telemetry) = &state.metrics {
-        telemetry.webhook_request(outcome);
+        telemetry.webhook_request(response.status());
     }
     response
 }

@@ -42,6 +42,14 @@ async fn metrics_count_operations_outcomes_and_login_failures() {
         .await
         .unwrap();
     assert_eq!(webhook.status(), 200);
+    let refused = server
+        .http
+        .get(server.url("/auth/webhook"))
+        .bearer_auth("not a token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
 
     let response = server.http.get(server.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
@@ -53,6 +61,7 @@ async fn metrics_count_operations_outcomes_and_login_failures() {
         "gatehouse_graphql_request_duration_seconds_bucket{operation=\"signup\",le=\"0.001\"}",
         "gatehouse_login_failures_total",
         "gatehouse_webhook_requests_total{outcome=\"allowed\"}",
+        "gatehouse_webhook_requests_total{outcome=\"unauthorized\"}",
         "gatehouse_password_hash_queue_depth",
     ] {
         assert!(text.contains(expected), "{expected} missing from:\n{text}");
