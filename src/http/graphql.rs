@@ -307,7 +307,8 @@ async fn execute(
         &state.db,
     );
     let started = Instant::now();
-    let mut response = schema.execute(request).await;
+    // Boxed, so that this handler's future stays small enough to move cheaply.
+    let mut response = Box::pin(schema.execute(request)).await;
     let outcome = finish_errors(&mut response);
     if let (Some(document), Outcome::Executed) = (unseen, outcome) {
         http.documents.remember(&text, document);

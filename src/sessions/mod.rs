@@ -205,9 +205,11 @@ impl SessionStore {
     pub async fn authenticate(&self, claims: &Claims) -> Result<Caller, AppError> {
         let inner = &self.inner;
         let now = inner.clock.now();
+        // The database paths are boxed: kept inline, their futures would make every caller's
+        // future several kilobytes, copied on each request although a cached session needs none.
         let (mut session, cached) = match inner.cache.get(claims.sid) {
             Some(session) => (session, true),
-            None => (self.load(claims.sid).await?, false),
+            None => (Box::pin(self.load(claims.sid)).await?, false),
         };
         let live = session.user_id == claims.sub && session.expires_at > now;
         if !live || !token::secret_matches(&claims.sk, &session.secret_hash) {
@@ -217,10 +219,10 @@ impl SessionStore {
             // A cached entry knows the uses of this instance only; another instance may have
             // written a later one since it was read.
             if cached {
-                session = self.load(claims.sid).await?;
+                session = Box::pin(self.load(claims.sid)).await?;
             }
             if self.is_idle(&session, now) {
-                self.end_idle(session.user_id, claims.sid).await?;
+                Box::pin(self.end_idle(session.user_id, claims.sid)).await?;
                 return Err(AppError::InvalidToken);
             }
         }
