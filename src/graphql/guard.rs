@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::domain::role;
 use crate::domain::site::{self, SiteRole};
 use crate::error::AppError;
+use crate::graphql::{ContextExt, RequestData};
 use crate::sessions::Identity;
 
 /// The identity a GraphQL request runs as. Roles may be reloaded mid-request by a mutation
@@ -38,7 +39,7 @@ impl RequestIdentity {
 /// on a reader of its own request.
 pub fn identity<'a>(ctx: &Context<'a>) -> IdentityRef<'a> {
     static ANONYMOUS: Identity = Identity::Anonymous;
-    match ctx.data_opt::<RequestIdentity>().map(|holder| holder.0.read()) {
+    match ctx.data_opt::<RequestData>().map(|request| request.identity.0.read()) {
         Some(Ok(identity)) => IdentityRef::Held(identity),
         // No identity, or a writer panicked while reloading roles: nobody is signed in.
         None | Some(Err(_)) => IdentityRef::Anonymous(&ANONYMOUS),
@@ -180,7 +181,7 @@ impl FreshSession {
 
 impl Guard for FreshSession {
     async fn check(&self, ctx: &Context<'_>) -> Result<()> {
-        let state = ctx.data_unchecked::<crate::state::AppState>();
+        let state = ctx.state();
         let window = crate::sessions::seconds_to_duration(state.config.reauth_window);
         Ok(FreshSession::judge(&identity(ctx), state.clock.now(), window)?)
     }

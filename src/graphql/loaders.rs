@@ -167,6 +167,20 @@ fn fresh<T: Loader<Uuid>>(loader: T) -> Loaded<T> {
 }
 
 impl Loaders {
+    /// Fresh loaders for one request, so nothing cached outlives it.
+    pub fn new(db: &DatabaseConnection) -> Self {
+        Loaders {
+            db: db.clone(),
+            users: OnceLock::new(),
+            sites: OnceLock::new(),
+            memberships_by_site: OnceLock::new(),
+            memberships_by_user: OnceLock::new(),
+            totp_enabled: OnceLock::new(),
+            identities_by_user: OnceLock::new(),
+            passkeys_by_user: OnceLock::new(),
+        }
+    }
+
     pub fn users(&self) -> &Loaded<UserById> {
         self.users.get_or_init(|| fresh(UserById(self.db.clone())))
     }
@@ -227,18 +241,4 @@ impl Loaders {
         self.memberships_by_site().feed_many(members).await;
         Ok(())
     }
-}
-
-/// Gives a request its loaders: fresh ones, so nothing cached outlives it.
-pub fn attach(request: async_graphql::Request, db: &DatabaseConnection) -> async_graphql::Request {
-    request.data(Loaders {
-        db: db.clone(),
-        users: OnceLock::new(),
-        sites: OnceLock::new(),
-        memberships_by_site: OnceLock::new(),
-        memberships_by_user: OnceLock::new(),
-        totp_enabled: OnceLock::new(),
-        identities_by_user: OnceLock::new(),
-        passkeys_by_user: OnceLock::new(),
-    })
 }

@@ -10,7 +10,6 @@ use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
 use crate::graphql::connection::SiteConnection;
 use crate::graphql::guard::{RequireRole, SiteRoleAtLeast};
-use crate::graphql::loaders::Loaders;
 use crate::graphql::types::User;
 use crate::graphql::{change, ContextExt};
 
@@ -89,11 +88,7 @@ impl Site {
     #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Manager).or_global_admin()")]
     async fn members(&self, ctx: &Context<'_>) -> Result<Option<Vec<SiteMembership>>> {
         // Nullable: a refusal leaves `null` and the rest of the site resolves (API.md §2).
-        let members = ctx
-            .data_unchecked::<Loaders>()
-            .memberships_by_site()
-            .load_one(self.row.id)
-            .await?;
+        let members = ctx.loaders().memberships_by_site().load_one(self.row.id).await?;
         Ok(Some(
             members
                 .unwrap_or_default()
@@ -148,21 +143,13 @@ impl SiteMembership {
 impl SiteMembership {
     /// The site.
     async fn site(&self, ctx: &Context<'_>) -> Result<Site> {
-        let site = ctx
-            .data_unchecked::<Loaders>()
-            .sites()
-            .load_one(self.row.site_id)
-            .await?;
+        let site = ctx.loaders().sites().load_one(self.row.site_id).await?;
         Ok(Site::new(site.ok_or(AppError::NotFound)?))
     }
 
     /// The member.
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
-        let user = ctx
-            .data_unchecked::<Loaders>()
-            .users()
-            .load_one(self.row.user_id)
-            .await?;
+        let user = ctx.loaders().users().load_one(self.row.user_id).await?;
         Ok(User::new(user.ok_or(AppError::NotFound)?, None))
     }
 
@@ -203,9 +190,7 @@ impl SiteQuery {
         if members.exists() {
             let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
             let with_users = members.field("user").exists();
-            ctx.data_unchecked::<Loaders>()
-                .preload_members(&conn, &site_ids, with_users)
-                .await?;
+            ctx.loaders().preload_members(&conn, &site_ids, with_users).await?;
         }
         Ok(SiteConnection::from_page(page, Site::new))
     }

@@ -11,7 +11,6 @@ use uuid::Uuid;
 use crate::domain::account::SignedIn;
 use crate::domain::{role, site, verification};
 use crate::graphql::guard::SelfOrAdmin;
-use crate::graphql::loaders::Loaders;
 use crate::graphql::passkey::Passkey;
 use crate::graphql::site::SiteMembership;
 use crate::graphql::ContextExt;
@@ -141,14 +140,14 @@ impl User {
     /// Whether TOTP is on; only the user themself and admins may read it.
     #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
     async fn totp_enabled(&self, ctx: &Context<'_>) -> Result<Option<bool>> {
-        let loader = ctx.data_unchecked::<Loaders>().totp_enabled();
+        let loader = ctx.loaders().totp_enabled();
         Ok(Some(loader.load_one(self.row.id).await?.unwrap_or(false)))
     }
 
     /// Accounts at OpenID Connect providers linked to this user; only the user themself and admins may read them.
     #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
     async fn identities(&self, ctx: &Context<'_>) -> Result<Option<Vec<crate::graphql::social::Identity>>> {
-        let loader = ctx.data_unchecked::<Loaders>().identities_by_user();
+        let loader = ctx.loaders().identities_by_user();
         let rows = loader.load_one(self.row.id).await?.unwrap_or_default();
         Ok(Some(
             rows.into_iter().map(crate::graphql::social::Identity::new).collect(),
@@ -158,7 +157,7 @@ impl User {
     /// The user's passkeys, oldest first; only the user themself and admins may read them.
     #[graphql(guard = "SelfOrAdmin::new(self.row.id).or_signing_in(self.signing_in)")]
     async fn passkeys(&self, ctx: &Context<'_>) -> Result<Option<Vec<Passkey>>> {
-        let loader = ctx.data_unchecked::<Loaders>().passkeys_by_user();
+        let loader = ctx.loaders().passkeys_by_user();
         let rows = loader.load_one(self.row.id).await?.unwrap_or_default();
         Ok(Some(rows.into_iter().map(Passkey::new).collect()))
     }
@@ -166,11 +165,7 @@ impl User {
     /// The user's roles on sites: all of them for the user themself and admins, otherwise
     /// those on sites the caller holds a role on too.
     async fn sites(&self, ctx: &Context<'_>) -> Result<Vec<SiteMembership>> {
-        let memberships = ctx
-            .data_unchecked::<Loaders>()
-            .memberships_by_user()
-            .load_one(self.row.id)
-            .await?;
+        let memberships = ctx.loaders().memberships_by_user().load_one(self.row.id).await?;
         let sees_all = self.read_by_self_or_admin(ctx);
         let identity = ctx.identity();
         let caller = identity.caller();
@@ -346,7 +341,7 @@ impl AuditEvent {
         let Some(actor_id) = self.row.actor_id else {
             return Ok(None);
         };
-        let loader = ctx.data_unchecked::<Loaders>().users();
+        let loader = ctx.loaders().users();
         Ok(loader.load_one(actor_id).await?.map(|row| User::new(row, None)))
     }
 

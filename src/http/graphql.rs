@@ -18,8 +18,9 @@ use crate::client::ClientInfo;
 use crate::error::error_body;
 use crate::graphql::guard::RequestIdentity;
 use crate::graphql::limits::{self, Limits};
-use crate::graphql::{finish_errors, Outcome};
-use crate::graphql::{loaders, partial};
+use crate::graphql::loaders::Loaders;
+use crate::graphql::partial;
+use crate::graphql::{finish_errors, Outcome, RequestData};
 use crate::http::graphiql;
 use crate::http::identity::{self, Rejection, TokenSource};
 use crate::http::persisted::{Persisted, PersistedQueries};
@@ -299,13 +300,12 @@ async fn execute(
     request.set_parsed_query(document);
 
     let client = ClientInfo::from_request(Some(peer), headers, &state.config.trusted_proxies);
-    let request = loaders::attach(
-        request
-            .data(state.clone())
-            .data(RequestIdentity::new(identity))
-            .data(client),
-        &state.db,
-    );
+    request.data.insert(RequestData {
+        state: state.clone(),
+        identity: RequestIdentity::new(identity),
+        client,
+        loaders: Loaders::new(&state.db),
+    });
     let started = Instant::now();
     // Boxed, so that this handler's future stays small enough to move cheaply.
     let mut response = Box::pin(schema.execute(request)).await;
