@@ -19,7 +19,7 @@ pub struct FieldInfo {
 
 /// The schema's names, fixed at startup and only looked up after, so a fast hash is safe: a
 /// client's field names cannot grow the table, only probe it. With SipHash, these lookups
-/// were about 1.5% of the instructions of a `me` request.
+/// were 2.4% of the instructions of a `me` request; with foldhash, 1.1%.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Fields by object type, and the root type of each operation type.
