@@ -44,3 +44,8 @@ pub use state::AppState;
 /// tokens, session and user ids): a client cannot pick keys that collide, so a fast seeded
 /// hash is enough. Caches keyed by what a client sends keep the standard library's SipHash.
 pub(crate) type IssuedKeyHasher = foldhash::fast::RandomState;
+
+/// The hasher of tables built once at startup from the schema's names (its fields, the
+/// metrics' operations) and only looked up after: a client's names can probe them but not
+/// grow them, so a fast seeded hash is enough.
+pub(crate) type SchemaNameHasher = foldhash::fast::RandomState;

@@ -47,7 +47,7 @@ struct Series {
     /// Every root field of the schema and `invalid`; each series is registered on first
     /// use, so that `/metrics` lists only what happened. The map itself never changes, so a
     /// lookup writes nothing that another core reads.
-    operations: HashMap<String, OperationSeries>,
+    operations: HashMap<String, OperationSeries, crate::SchemaNameHasher>,
     webhook: [OnceLock<Counter>; WEBHOOK_OUTCOMES.len()],
 }
 

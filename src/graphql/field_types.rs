@@ -17,10 +17,9 @@ pub struct FieldInfo {
     pub default_page: Option<usize>,
 }
 
-/// The schema's names, fixed at startup and only looked up after, so a fast hash is safe: a
-/// client's field names cannot grow the table, only probe it. With SipHash, these lookups
-/// were 2.4% of the instructions of a `me` request; with foldhash, 1.1%.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+/// With SipHash, these lookups were 2.4% of the instructions of a `me` request; with
+/// foldhash, 1.1%.
+type HashMap<K, V> = std::collections::HashMap<K, V, crate::SchemaNameHasher>;
 
 /// Fields by object type, and the root type of each operation type.
 pub struct FieldTypes {
