@@ -49,6 +49,7 @@ async fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_writer(log_writer)
+        .fmt_fields(gatehouse::log_format::LineFields::default())
         .event_format(gatehouse::log_format::LineFormat::default())
         .init();
     let result = match cli.command.unwrap_or(Command::Serve(cli.config)) {

@@ -1,5 +1,6 @@
 //! The access log: one line per request, and a `request` span naming the request id around
-//! everything the request logs (README, "Logs").
+//! everything the request logs (README, "Logs"); the same id goes back on the response as
+//! `x-request-id`: the gateway's, or a fresh UUID.
 //!
 //! tower-http's `TraceLayer` did this with the method and path as span fields and the status
 //! and latency as event fields, each formatted on its own by `tracing`'s text format. Here
@@ -7,6 +8,11 @@
 //! `tracing` as the event's message: `RUST_LOG` and the log writer still decide where it
 //! goes, and `log_format` copies it rather than formatting it again. Together with that copy,
 //! this made `/healthz` about 7% faster and the webhook 3% (BENCHMARKS.md).
+//!
+//! tower-http's `SetRequestId` and `PropagateRequestId` did the id's part as two more layers.
+//! Besides the header, each stored the id in the request's or the response's extensions,
+//! which nothing here reads: two boxed map inserts a request. Here the id is read or made
+//! once, and goes straight to the span and the response.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -14,12 +20,15 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::http::{Method, Request, Response, Uri};
+use axum::http::{HeaderName, HeaderValue, Method, Request, Response, Uri};
 use tower::{Layer, Service};
 use tracing::Span;
+use uuid::Uuid;
 
 /// The target of the lines and of the span, for `RUST_LOG`.
 pub(crate) const TARGET: &str = module_path!();
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 #[derive(Clone, Copy, Default)]
 pub struct AccessLogLayer;
@@ -51,12 +60,12 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        let span = tracing::info_span!("request", id);
+        let id = match request.headers().get(REQUEST_ID) {
+            Some(id) => id.clone(),
+            None => fresh_id(),
+        };
+        // An id that is not visible ASCII still goes back on the response, but not to the log.
+        let span = tracing::info_span!("request", id = id.to_str().unwrap_or(""));
         // Both are shared buffers: keeping them costs a count, not a copy.
         let method = request.method().clone();
         let uri = request.uri().clone();
@@ -67,6 +76,7 @@ where
         Logged {
             inner,
             span,
+            id: Some(id),
             method,
             uri,
             started,
@@ -74,12 +84,21 @@ where
     }
 }
 
+/// A v4 UUID, as tower-http's `MakeRequestUuid` made it, without formatting through `fmt`.
+fn fresh_id() -> HeaderValue {
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = Uuid::new_v4().hyphenated().encode_lower(&mut text);
+    HeaderValue::from_str(text).expect("BUG: a UUID is a valid header value")
+}
+
 pin_project_lite::pin_project! {
-    /// The handler's future inside the request's span; writes the line when it answers.
+    /// The handler's future inside the request's span; writes the line and sets the id on
+    /// the response when it answers.
     pub struct Logged<F> {
         #[pin]
         inner: F,
         span: Span,
+        id: Option<HeaderValue>,
         method: Method,
         uri: Uri,
         started: Instant,
@@ -94,10 +113,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = {
+        let mut result = {
             let _entered = this.span.enter();
             std::task::ready!(this.inner.poll(cx))
         };
+        if let (Ok(response), Some(id)) = (&mut result, this.id.take()) {
+            response.headers_mut().entry(REQUEST_ID).or_insert(id);
+        }
         if let Ok(response) = &result {
             if tracing::enabled!(target: TARGET, tracing::Level::INFO) {
                 let _entered = this.span.enter();
@@ -212,6 +234,7 @@ mod tests {
             .unwrap();
         let response = app.oneshot(request).await.unwrap();
         assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["x-request-id"], "edge-42");
 
         let text = lines.text();
         let written: Vec<&str> = text.lines().collect();
@@ -227,5 +250,31 @@ mod tests {
             !text.contains("hidden"),
             "the query string stays out of the log: {text}"
         );
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_request_without_an_id_gets_a_fresh_uuid_in_its_lines_and_on_its_response() {
+        let lines = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(lines.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+        let app = Router::new()
+            .route("/work", get(|| async { "done" }))
+            .layer(AccessLogLayer);
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            let request = Request::get("/work").body(Body::empty()).unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let id = response.headers()["x-request-id"].to_str().unwrap().to_owned();
+            assert_eq!(Uuid::parse_str(&id).unwrap().get_version_num(), 4, "{id}");
+            ids.push(id);
+        }
+        assert_ne!(ids[0], ids[1]);
+        let text = lines.text();
+        for id in &ids {
+            assert!(text.contains(&format!("request{{id=\"{id}\"}}")), "{text}");
+        }
     }
 }

@@ -23,7 +23,6 @@ use axum::routing::get;
 use axum::Router;
 use tower::{Service, ServiceBuilder};
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::graphql::field_types::FieldTypes;
@@ -73,11 +72,9 @@ pub fn app(
             HeaderValue::from_static("nosniff"),
         ))
         .option_layer(cors)
-        // A request id on every log line and response: the gateway's, or a fresh UUID.
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .layer(PropagateRequestIdLayer::x_request_id())
-        // One line per request (method, path without the query string, status, latency)
-        // and the request id on every line the request logs.
+        // One line per request (method, path without the query string, status, latency),
+        // and a request id on every line the request logs and on its response: the
+        // gateway's, or a fresh UUID.
         .layer(AccessLogLayer)
         .service(router(state))
 }
