@@ -11,7 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, RawQuery, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use crate::auth::cookie;
 use crate::client::ClientInfo;
@@ -24,7 +24,7 @@ use crate::graphql::{finish_errors, Outcome, RequestData};
 use crate::http::graphiql;
 use crate::http::identity::{self, Rejection, TokenSource};
 use crate::http::persisted::{Persisted, PersistedQueries};
-use crate::http::HttpState;
+use crate::http::{self, HttpState};
 use crate::telemetry;
 
 const GRAPHQL_RESPONSE_JSON: &str = "application/graphql-response+json";
@@ -387,10 +387,5 @@ fn reply(format: Format, status: StatusCode, body: impl ToString) -> Response {
 
 /// `reply` for a body already serialized: the text becomes the body without a copy.
 fn reply_text(format: Format, status: StatusCode, body: String) -> Response {
-    let mut response = (status, body).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
-    // Responses may carry tokens or personal data: never cache them.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    http::uncached(status, format.content_type(), body)
 }

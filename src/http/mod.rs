@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_graphql::ValidationMode;
 use axum::body::Body;
-use axum::http::{header, HeaderName, HeaderValue, Method, Request, Response};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use tower::{Service, ServiceBuilder};
@@ -107,6 +107,20 @@ fn router(state: AppState) -> Router {
         persisted: Default::default(),
         documents: Default::default(),
     })))
+}
+
+/// An answer no one may cache (it may carry tokens, personal data or live roles). Its header
+/// map is made with room for every header an answer ends with, up to the webhook's seven
+/// (these two, the session variables, the length, the request id, `nosniff`): a map that
+/// grows on the way costs as much again as making it.
+pub(crate) fn uncached(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    *headers = HeaderMap::with_capacity(8);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// The separate metrics listener's router (METRICS_BIND): `/metrics` and nothing else.

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::domain::gateway;
 use crate::http::identity::{self, TokenSource};
-use crate::http::HttpState;
+use crate::http::{self, HttpState};
 use crate::state::AppState;
 
 const USER_ID: HeaderName = HeaderName::from_static("x-hasura-user-id");
@@ -162,9 +162,6 @@ async fn decide(state: &AppState, options: &Options, headers: &HeaderMap) -> Res
 /// browser attaches the cookie to requests any page makes, so a gateway must not let one
 /// through on the cookie alone; a bearer token is only ever sent on purpose.
 fn cookie_from_another_site(state: &AppState, headers: &HeaderMap) -> bool {
-    let Some((_, TokenSource::Cookie)) = identity::credential(headers, &state.config.cookie_name) else {
-        return false;
-    };
     let cross_site = headers
         .get("sec-fetch-site")
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site"));
@@ -172,7 +169,12 @@ fn cookie_from_another_site(state: &AppState, headers: &HeaderMap) -> bool {
         let origin = origin.to_str().unwrap_or_default();
         !state.config.cors_origins().any(|allowed| allowed == origin)
     });
-    cross_site || foreign_origin
+    // The credential last: most requests name no other site, and `resolve` reads it again.
+    (cross_site || foreign_origin)
+        && matches!(
+            identity::credential(headers, &state.config.cookie_name),
+            Some((_, TokenSource::Cookie))
+        )
 }
 
 /// 200 with the session variables, in the body (Hasura) and as headers (nginx, Traefik).
@@ -211,15 +213,6 @@ fn refuse(status: StatusCode, reason: &str) -> Response {
 /// Serialized from a struct, with no JSON tree in between.
 fn json_response(status: StatusCode, body: &impl Serialize) -> Response {
     let body = serde_json::to_string(body).unwrap_or_default();
-    let mut response = Response::new(Body::from(body));
-    *response.status_mut() = status;
-    // Room for every header a granted answer ends with (these two, the session variables,
-    // the length, the request id, `nosniff`): a map grown at its seventh costs as much as
-    // making it.
-    *response.headers_mut() = HeaderMap::with_capacity(8);
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     // Roles are read live: Hasura caches a webhook answer that allows it, so allow none.
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    http::uncached(status, "application/json", body)
 }
