@@ -45,23 +45,26 @@ where
         if !access_line || writer.has_ansi_escapes() {
             return self.default.format_event(ctx, writer, event);
         }
+        // The request span is a root: the line is only ever inside other spans where an
+        // embedding program opens them, and the default writes that chain.
+        let span = ctx.parent_span();
+        if span.as_ref().is_some_and(|span| span.parent().is_some()) {
+            return self.default.format_event(ctx, writer, event);
+        }
         write_timestamp(&mut writer, SystemTime::now())?;
         // The default's level column: " INFO", then a space.
         writer.write_str(" INFO ")?;
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                writer.write_str(span.name())?;
-                let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if !fields.is_empty() {
-                        writer.write_char('{')?;
-                        writer.write_str(fields)?;
-                        writer.write_char('}')?;
-                    }
+        if let Some(span) = span {
+            writer.write_str(span.name())?;
+            let extensions = span.extensions();
+            if let Some(fields) = extensions.get::<FormattedFields<N>>() {
+                if !fields.is_empty() {
+                    writer.write_char('{')?;
+                    writer.write_str(fields)?;
+                    writer.write_char('}')?;
                 }
-                writer.write_char(':')?;
             }
-            writer.write_char(' ')?;
+            writer.write_str(": ")?;
         }
         writer.write_str(meta.target())?;
         writer.write_str(": ")?;
@@ -85,6 +88,12 @@ struct Message<'a, 'w> {
 }
 
 impl Visit for Message<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.result = self.writer.write_str(value);
+        }
+    }
+
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
         if field.name() == "message" {
             self.result = write!(self.writer, "{value:?}");
@@ -241,7 +250,7 @@ mod tests {
             for path in ["/healthz", "/caf\u{e9}/\u{9b}31m"] {
                 let uri = path.parse().unwrap();
                 let line = access_log::line(&http::Method::GET, &uri, 200, Duration::from_micros(12));
-                tracing::info!(target: access_log::TARGET, "{line}");
+                tracing::info!(target: access_log::TARGET, message = line.as_str());
             }
         });
         let (ours, theirs) = (
@@ -271,10 +280,24 @@ mod tests {
         let (ours, theirs) = both(|| {
             tracing::warn!(error = "a \"quoted\" reason", "could not write last-seen times");
             tracing::info!(target: access_log::TARGET, status = 200, "not the access line's shape");
+            // The access line's shape, as a format string and inside a span of an embedding
+            // program's: both still read as the default writes them.
+            let outer = tracing::info_span!("embedding", worker = 3);
+            outer.in_scope(|| {
+                let request = tracing::info_span!(target: access_log::TARGET, "request", id = "edge-42");
+                request.in_scope(|| {
+                    tracing::info!(target: access_log::TARGET, message = "served method=GET path=/ status=200");
+                    tracing::info!(target: access_log::TARGET, "served {}", "method=GET path=/ status=200");
+                });
+            });
         });
         let rest = |text: &str| text.lines().map(|l| split(l).1.to_owned()).collect::<Vec<_>>();
         assert_eq!(rest(&ours), rest(&theirs));
-        assert_eq!(ours.lines().count(), 2);
+        assert_eq!(ours.lines().count(), 4);
+        assert!(
+            ours.contains(" INFO embedding{worker=3}:request{id=\"edge-42\"}: "),
+            "{ours}"
+        );
     }
 
     #[test]

@@ -129,7 +129,8 @@ where
                     response.status().as_u16(),
                     this.started.elapsed(),
                 );
-                tracing::info!(target: TARGET, "{line}");
+                // A string field rather than a format string: copied, not formatted.
+                tracing::info!(target: TARGET, message = line.as_str());
             }
         }
         Poll::Ready(result)
