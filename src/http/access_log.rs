@@ -212,14 +212,19 @@ mod tests {
         );
     }
 
-    #[tokio::test(flavor = "current_thread")]
-    async fn every_line_of_a_request_names_its_id_and_the_last_one_is_the_access_line() {
+    /// This thread's lines, in the default format, until the guard drops.
+    fn capture() -> (Captured, tracing::subscriber::DefaultGuard) {
         let lines = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .with_ansi(false)
             .with_writer(lines.clone())
             .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        (lines, tracing::subscriber::set_default(subscriber))
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn every_line_of_a_request_names_its_id_and_the_last_one_is_the_access_line() {
+        let (lines, _default) = capture();
         let app = Router::new()
             .route(
                 "/work",
@@ -255,12 +260,7 @@ mod tests {
 
     #[tokio::test(flavor = "current_thread")]
     async fn a_request_without_an_id_gets_a_fresh_uuid_in_its_lines_and_on_its_response() {
-        let lines = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(lines.clone())
-            .finish();
-        let _default = tracing::subscriber::set_default(subscriber);
+        let (lines, _default) = capture();
         let app = Router::new()
             .route("/work", get(|| async { "done" }))
             .layer(AccessLogLayer);
