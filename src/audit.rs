@@ -4,7 +4,8 @@
 
 use chrono::{DateTime, Utc};
 use entity::audit_event;
-use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::sea_query::InsertStatement;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, EntityTrait, QueryTrait};
 use uuid::Uuid;
 
 use crate::client::ClientInfo;
@@ -116,7 +117,19 @@ impl<'a> Event<'a> {
 
 /// Writes an event on `conn`: pass the transaction of the change it records.
 pub async fn record(conn: &impl ConnectionTrait, at: DateTime<Utc>, event: Event<'_>) -> Result<(), AppError> {
-    let row = audit_event::ActiveModel {
+    audit_event::Entity::insert(row(at, event))
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// The statement that writes an event, to send with others (`SessionStore::open_unless`).
+pub fn insert(at: DateTime<Utc>, event: Event<'_>) -> InsertStatement {
+    audit_event::Entity::insert(row(at, event)).into_query()
+}
+
+fn row(at: DateTime<Utc>, event: Event<'_>) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
         id: Set(Uuid::new_v4()),
         at: Set(at),
         kind: Set(event.kind.as_str().to_owned()),
@@ -125,7 +138,5 @@ pub async fn record(conn: &impl ConnectionTrait, at: DateTime<Utc>, event: Event
         ip: Set(event.client.ip.map(|ip| ip.to_string())),
         user_agent: Set(event.client.user_agent.clone()),
         detail: Set(event.detail),
-    };
-    audit_event::Entity::insert(row).exec_without_returning(conn).await?;
-    Ok(())
+    }
 }

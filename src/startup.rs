@@ -100,7 +100,6 @@ pub async fn start(config: Config) -> anyhow::Result<AppState> {
         clock,
         sessions,
         metrics: None,
-        statement_observer: None,
         config: Arc::new(config),
     }))
 }

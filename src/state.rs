@@ -10,7 +10,6 @@ use crate::auth::seal::SealingKey;
 use crate::auth::token::TokenKeys;
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::domain::one_connection::StatementObserver;
 use crate::domain::passkey::RelyingParty;
 use crate::domain::rate_limit::RateLimiter;
 use crate::domain::reset::ResetMail;
@@ -44,8 +43,6 @@ pub struct Services {
     /// Renders `/metrics` and counts requests; `None` when no recorder was installed (then
     /// `/metrics` is 404 and requests are not counted).
     pub metrics: Option<crate::telemetry::Telemetry>,
-    /// Sees the statements run on a held connection (tests count statements with it).
-    pub statement_observer: Option<StatementObserver>,
 }
 
 impl AppState {

@@ -3,8 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use entity::{session, user};
-use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Expr, UpdateStatement};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+};
 use uuid::Uuid;
 
 use crate::auth::password::{check_new_password, PasswordHasher};
@@ -15,7 +17,7 @@ use crate::domain::rate_limit::{Action, RateLimiter};
 use crate::domain::verification::{self, VerifyMail};
 use crate::domain::{reset, role, second_factor};
 use crate::error::{on_unique, AppError};
-use crate::sessions::{Caller, IssuedSession, SessionChange, SessionStore};
+use crate::sessions::{Caller, IssuedSession, SessionChange, SessionStore, Write};
 
 const USERNAME_CHARS: std::ops::RangeInclusive<usize> = 3..=64;
 /// RFC 5321 caps a forward path at 254 characters.
@@ -215,41 +217,47 @@ pub async fn login(
         return Err(AppError::EmailNotVerified);
     }
     // A hash made at an older cost is replaced while the password is at hand.
-    let rehashed = match passwords.needs_rehash(&user.password_hash) {
-        true => Some(passwords.hash(password).await?),
+    let rehash = match passwords.needs_rehash(&user.password_hash) {
+        true => Some(replace_hash(&user, passwords.hash(password).await?)),
         false => None,
     };
-    // One transaction for the success: the attempt stops counting, the session opens (or,
-    // with a second factor on, the challenge that will open it). The factor is looked up in
-    // it too, which spares its statement a connection of its own.
-    let mut change = store.begin().await?;
-    attempt.succeeded_in(change.txn()).await?;
-    if let Some(rehashed) = rehashed {
-        store_rehash(change.txn(), &user, rehashed).await?;
+    // The success lands whole: the attempt stops counting, the rehash, and the session with
+    // its audit row; or, with a second factor on, the challenge that will open the session.
+    let mut writes = vec![Write::Insert(audit::insert(
+        now,
+        Event::own(Kind::Login, user.id, client),
+    ))];
+    let success = attempt.success();
+    writes.extend(success.clone().map(Write::Delete));
+    writes.extend(rehash.clone().map(Write::Update));
+    let factor = second_factor::enabled_query(user.id);
+    if let Some(session) = store.open_unless(factor, user.id, client, writes).await? {
+        let roles = session.roles.clone();
+        return Ok(SignedIn { user, roles, session });
     }
-    if second_factor::is_enabled(change.txn(), user.id).await? {
-        let challenge = second_factor::open_challenge(change.txn(), user.id, now).await?;
-        change.commit().await?;
-        return Err(AppError::SecondFactorRequired { challenge });
+    // Nothing was written: the challenge lands with the attempt's end and the rehash instead.
+    let change = store.begin().await?;
+    let backend = change.txn().get_database_backend();
+    if let Some(delete) = success {
+        change.txn().execute(backend.build(&delete)).await?;
     }
-    let session = change.open(user.id, client).await?;
-    audit::record(change.txn(), now, Event::own(Kind::Login, user.id, client)).await?;
+    if let Some(update) = rehash {
+        change.txn().execute(backend.build(&update)).await?;
+    }
+    let challenge = second_factor::open_challenge(change.txn(), user.id, now).await?;
     change.commit().await?;
-    let roles = session.roles.clone();
-    Ok(SignedIn { user, roles, session })
+    Err(AppError::SecondFactorRequired { challenge })
 }
 
 /// Stores the same password hashed at the configured cost. Only if the hash is still the one
 /// verified: a password changed meanwhile is kept. The password itself did not change, so
 /// `passwordChangedAt` and pending reset links stay.
-async fn store_rehash(conn: &impl ConnectionTrait, user: &user::Model, rehashed: String) -> Result<(), AppError> {
+fn replace_hash(user: &user::Model, rehashed: String) -> UpdateStatement {
     user::Entity::update_many()
         .col_expr(user::Column::PasswordHash, Expr::value(rehashed))
         .filter(user::Column::Id.eq(user.id))
         .filter(user::Column::PasswordHash.eq(user.password_hash.as_str()))
-        .exec(conn)
-        .await?;
-    Ok(())
+        .into_query()
 }
 
 /// Up to `limit` stored password hashes, of the most recently updated accounts: a sample of

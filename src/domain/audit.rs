@@ -6,7 +6,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-pub use crate::audit::{record, Event, Kind};
+pub use crate::audit::{insert, record, Event, Kind};
 use crate::domain::page::{self, Page, PageRequest};
 use crate::error::AppError;
 use crate::sessions::SessionStore;

@@ -6,9 +6,10 @@ use std::net::{IpAddr, Ipv6Addr};
 
 use chrono::{DateTime, Duration, Utc};
 use entity::attempt;
+use sea_orm::sea_query::DeleteStatement;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    QueryOrder, QuerySelect, QueryTrait,
 };
 use uuid::Uuid;
 
@@ -93,10 +94,16 @@ impl Attempt {
 
     /// `succeeded`, on the transaction of the change the success makes.
     pub async fn succeeded_in(self, conn: &impl ConnectionTrait) -> Result<(), AppError> {
-        if let Some(id) = self.id {
-            attempt::Entity::delete_by_id(id).exec(conn).await?;
+        if let Some(delete) = self.success() {
+            conn.execute(conn.get_database_backend().build(&delete)).await?;
         }
         Ok(())
+    }
+
+    /// The statement that stops the attempt counting, to send with the others of the change
+    /// the success makes; `None` when nothing was counted.
+    pub fn success(self) -> Option<DeleteStatement> {
+        self.id.map(|id| attempt::Entity::delete_by_id(id).into_query())
     }
 }
 

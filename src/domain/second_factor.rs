@@ -10,8 +10,8 @@
 use chrono::{DateTime, Duration, Utc};
 use entity::{login_challenge, recovery_code, totp_factor, user};
 use rand::Rng;
-use sea_orm::sea_query::{Expr, OnConflict};
-use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter};
+use sea_orm::sea_query::{Expr, OnConflict, SelectStatement};
+use sea_orm::{ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryTrait};
 use totp_rs::{Algorithm, TOTP};
 use uuid::Uuid;
 
@@ -215,15 +215,21 @@ pub async fn is_enabled(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<bo
 
 /// Those of `user_ids` with TOTP on.
 pub async fn enabled_among(conn: &impl ConnectionTrait, user_ids: &[Uuid]) -> Result<Vec<Uuid>, AppError> {
+    Ok(enabled(user_ids).into_tuple().all(conn).await?)
+}
+
+/// The read that finds a row when the user has TOTP on.
+pub fn enabled_query(user_id: Uuid) -> SelectStatement {
+    enabled(&[user_id]).into_query()
+}
+
+fn enabled(user_ids: &[Uuid]) -> sea_orm::Select<totp_factor::Entity> {
     use sea_orm::QuerySelect;
-    Ok(totp_factor::Entity::find()
+    totp_factor::Entity::find()
         .select_only()
         .column(totp_factor::Column::UserId)
         .filter(totp_factor::Column::UserId.is_in(user_ids.iter().copied()))
         .filter(totp_factor::Column::ConfirmedAt.is_not_null())
-        .into_tuple()
-        .all(conn)
-        .await?)
 }
 
 /// Records a login that proved its password and now needs a second factor; returns the

@@ -4,7 +4,6 @@ use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result};
 use entity::{site as site_row, site_member as member_row};
 use uuid::Uuid;
 
-use crate::domain::one_connection::OneConnection;
 use crate::domain::page::PageRequest;
 use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
@@ -179,9 +178,7 @@ impl SiteQuery {
         // The page, its members and their users are read on one connection: one return to
         // the pool, and so one ping, instead of one for each statement.
         let state = ctx.state();
-        let conn = OneConnection::acquire(&state.db, state.statement_observer.as_ref())
-            .await
-            .map_err(AppError::from)?;
+        let conn = state.sessions.one_connection().await.map_err(AppError::from)?;
         let page = site::list(&conn, &ctx.caller()?, &request, count).await?;
         // Load the page's members and their users in one batch each, up front: the per-site
         // resolvers then find them in the request's loader cache (API.md §5: statements do

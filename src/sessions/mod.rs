@@ -2,7 +2,8 @@
 //! roles and site memberships) and the cache in front of them.
 //!
 //! Reads go through `SessionStore`; every write goes through a `SessionChange`, a transaction
-//! that remembers whose sessions or roles it touched. Committing it announces those users to
+//! that remembers whose sessions or roles it touched, except a login's opening of a session
+//! (`open_unless`), which makes no cached entry stale. Committing a change announces those users to
 //! the other instances inside the transaction itself, commits, and drops them from this
 //! instance's cache, all in a task of its own: a request that is dropped half-way (a client
 //! that disconnects, a proxy timeout) cannot stop the invalidation once the commit is under
@@ -12,14 +13,18 @@ mod cache;
 mod last_seen;
 mod peers;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use entity::{session, site, site_member, user, user_role};
-use sea_orm::sea_query::{Expr, OnConflict, UnionType};
+use sea_orm::sea_query::{
+    Alias, CommonTableExpression, DeleteStatement, Expr, InsertStatement, OnConflict, SelectStatement, UnionType,
+    UpdateStatement, WithClause,
+};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait, TryInsertResult,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DatabaseTransaction,
+    EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement,
+    TransactionTrait, TryInsertResult, TryIntoModel,
 };
 use uuid::Uuid;
 
@@ -28,6 +33,7 @@ use crate::auth::refresh::{ChainKey, RefreshToken};
 use crate::auth::token::{self, Claims, TokenKeys};
 use crate::client::ClientInfo;
 use crate::clock::Clock;
+use crate::domain::one_connection::{OneConnection, StatementObserver};
 use crate::error::AppError;
 #[cfg(test)]
 pub(crate) use cache::sample_user;
@@ -133,6 +139,8 @@ struct Inner {
     cache: Arc<SessionCache>,
     faults: Arc<Faults>,
     last_seen: LastSeen,
+    /// Sees the statements run on a held connection (tests count statements with it).
+    statement_observer: OnceLock<StatementObserver>,
 }
 
 impl SessionStore {
@@ -156,6 +164,7 @@ impl SessionStore {
                 cache: Arc::new(SessionCache::new(single_instance)),
                 faults: Arc::default(),
                 last_seen: LastSeen::default(),
+                statement_observer: OnceLock::new(),
             }),
         }
     }
@@ -163,6 +172,19 @@ impl SessionStore {
     /// The database the sessions live in, for reads that go with them.
     pub fn db(&self) -> &DatabaseConnection {
         &self.inner.db
+    }
+
+    /// One connection from the pool, held for several statements: one ping when it goes back
+    /// instead of one per statement (`OneConnection`).
+    pub async fn one_connection(&self) -> Result<OneConnection, sea_orm::DbErr> {
+        OneConnection::acquire(&self.inner.db, self.inner.statement_observer.get()).await
+    }
+
+    /// Shows `observer` every statement run on a held connection; for tests that count them.
+    #[doc(hidden)]
+    pub fn observe_statements(&self, observer: StatementObserver) {
+        // Set once, when the server starts: a second observer is ignored.
+        let _ = self.inner.statement_observer.set(observer);
     }
 
     /// The store's clock: the one sessions expire by.
@@ -376,6 +398,94 @@ pub enum Renewal {
 }
 
 impl SessionStore {
+    /// Opens a session for `user_id` together with `writes` (what else the opening changes: its
+    /// audit row, ...), unless `blocker` finds a row; then nothing is written and the answer is
+    /// `None`.
+    ///
+    /// On PostgreSQL, after the blocker's read, the writes, the session and the read of its
+    /// roles are one statement, each write a data-modifying `WITH` part: atomic by itself, so
+    /// it needs no `BEGIN` and `COMMIT`, and each write costs no round trip of its own. SQLite
+    /// has no such statements; there they run in a transaction, whose statements are hand-offs
+    /// to the connection's thread rather than round trips.
+    pub async fn open_unless(
+        &self,
+        blocker: SelectStatement,
+        user_id: Uuid,
+        client: &ClientInfo,
+        writes: Vec<Write>,
+    ) -> Result<Option<IssuedSession>, AppError> {
+        let backend = self.inner.db.get_database_backend();
+        if backend != DatabaseBackend::Postgres {
+            let mut change = self.begin().await?;
+            if change.txn().query_one(backend.build(&blocker)).await?.is_some() {
+                return Ok(None);
+            }
+            for write in &writes {
+                change.txn().execute(write.statement(backend)).await?;
+            }
+            let issued = change.open(user_id, client).await?;
+            change.commit().await?;
+            return Ok(Some(issued));
+        }
+        let conn = self.one_connection().await?;
+        if conn.query_one(backend.build(&blocker)).await?.is_some() {
+            return Ok(None);
+        }
+        let Opening { row, secret, refresh } = self.opening(user_id, client);
+        let mut parts = WithClause::new();
+        parts.cte(Write::Insert(session::Entity::insert(row.clone()).into_query()).part("opened".into()));
+        for (n, write) in writes.into_iter().enumerate() {
+            parts.cte(write.part(format!("write_{n}")));
+        }
+        let rows = conn
+            .query_all(backend.build(&parts.query(roles_query(user_id))))
+            .await?;
+        let session = row.try_into_model()?;
+        self.issue_opened(session, &secret, refresh, roles_from(rows)?)
+            .map(Some)
+    }
+
+    /// The row of a session about to open, and its secrets.
+    fn opening(&self, user_id: Uuid, client: &ClientInfo) -> Opening {
+        let inner = &self.inner;
+        // To the microsecond, as PostgreSQL keeps it: the row as issued is the row read back.
+        let now = inner.clock.now().trunc_subsecs(6);
+        let (secret, secret_hash) = token::new_secret();
+        let id = Uuid::new_v4();
+        let refresh = inner.policy.access_ttl.map(|_| RefreshToken::first(id, &secret));
+        let row = session::ActiveModel {
+            id: Set(id),
+            user_id: Set(user_id),
+            secret_hash: Set(secret_hash),
+            created_at: Set(now),
+            expires_at: Set(now + inner.policy.ttl),
+            last_seen_at: Set(Some(now)),
+            user_agent: Set(client.user_agent.clone()),
+            ip: Set(client.ip.map(|ip| ip.to_string())),
+            authenticated_at: Set(Some(now)),
+            refresh_hash: Set(refresh.as_ref().map(RefreshToken::hash)),
+            refresh_generation: Set(0),
+            refreshed_at: Set(None),
+        };
+        Opening { row, secret, refresh }
+    }
+
+    /// The tokens of a session just opened: the bearer token and the cookie's.
+    fn issue_opened(
+        &self,
+        session: session::Model,
+        secret: &str,
+        refresh: Option<RefreshToken>,
+        roles: Vec<String>,
+    ) -> Result<IssuedSession, AppError> {
+        let mut issued = self.issue(session, secret, refresh, roles)?;
+        issued.cookie_token = Some(match self.inner.policy.access_ttl {
+            Some(_) => self.sign(&issued.session, secret, &issued.roles, issued.session.expires_at)?,
+            None => issued.token.clone(),
+        });
+        Ok(issued)
+    }
+
     /// Signs a bearer token for `session` (and hands on its refresh token): valid for
     /// `access_ttl` when set, never beyond the session.
     fn issue(
@@ -435,6 +545,13 @@ fn live_of(user_id: Uuid, now: DateTime<Utc>) -> sea_orm::Select<session::Entity
 /// Every role of a user, sorted: global roles, then site roles as `<siteId>:<role>`. One
 /// statement reads both tables: one round trip, and one view of the roles.
 pub async fn roles_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<String>, AppError> {
+    let rows = conn
+        .query_all(conn.get_database_backend().build(&roles_query(user_id)))
+        .await?;
+    roles_from(rows)
+}
+
+fn roles_query(user_id: Uuid) -> SelectStatement {
     let mut held = user_role::Entity::find()
         .select_only()
         .column(user_role::Column::Role)
@@ -448,7 +565,10 @@ pub async fn roles_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<
         .filter(site_member::Column::UserId.eq(user_id))
         .into_query();
     held.union(UnionType::All, on_sites);
-    let rows = conn.query_all(conn.get_database_backend().build(&held)).await?;
+    held
+}
+
+fn roles_from(rows: Vec<QueryResult>) -> Result<Vec<String>, AppError> {
     let (mut roles, mut site_roles) = (Vec::new(), Vec::new());
     for row in rows {
         let role: String = row.try_get("", "role")?;
@@ -461,6 +581,41 @@ pub async fn roles_of(conn: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<
     site_roles.sort();
     roles.extend(site_roles);
     Ok(roles)
+}
+
+/// A session about to open (`SessionStore::opening`).
+struct Opening {
+    row: session::ActiveModel,
+    secret: String,
+    refresh: Option<RefreshToken>,
+}
+
+/// A write that lands with the session `SessionStore::open_unless` opens.
+pub enum Write {
+    Insert(InsertStatement),
+    Update(UpdateStatement),
+    Delete(DeleteStatement),
+}
+
+impl Write {
+    fn statement(&self, backend: DatabaseBackend) -> Statement {
+        match self {
+            Write::Insert(write) => backend.build(write),
+            Write::Update(write) => backend.build(write),
+            Write::Delete(write) => backend.build(write),
+        }
+    }
+
+    /// The write as a named part of a `WITH` statement (PostgreSQL only).
+    fn part(self, name: String) -> CommonTableExpression {
+        let mut part = CommonTableExpression::new();
+        match self {
+            Write::Insert(write) => part.query(write),
+            Write::Update(write) => part.query(write),
+            Write::Delete(write) => part.query(write),
+        };
+        part.table_name(Alias::new(name)).to_owned()
+    }
 }
 
 /// A transaction that changes sessions or roles. Writes to those tables happen only through
@@ -513,35 +668,10 @@ impl SessionChange {
     /// Inserts a session for `user_id`, opened by proving a password or a factor, and signs
     /// its tokens.
     pub async fn open(&mut self, user_id: Uuid, client: &ClientInfo) -> Result<IssuedSession, AppError> {
-        let inner = &self.store.inner;
-        let now = inner.clock.now();
-        let (secret, secret_hash) = token::new_secret();
-        let id = Uuid::new_v4();
-        let refresh = inner.policy.access_ttl.map(|_| RefreshToken::first(id, &secret));
-        let row = session::ActiveModel {
-            id: Set(id),
-            user_id: Set(user_id),
-            secret_hash: Set(secret_hash),
-            created_at: Set(now),
-            expires_at: Set(now + inner.policy.ttl),
-            last_seen_at: Set(Some(now)),
-            user_agent: Set(client.user_agent.clone()),
-            ip: Set(client.ip.map(|ip| ip.to_string())),
-            authenticated_at: Set(Some(now)),
-            refresh_hash: Set(refresh.as_ref().map(RefreshToken::hash)),
-            refresh_generation: Set(0),
-            refreshed_at: Set(None),
-        };
+        let Opening { row, secret, refresh } = self.store.opening(user_id, client);
         let session = session::Entity::insert(row).exec_with_returning(&self.txn).await?;
         let roles = roles_of(&self.txn, user_id).await?;
-        let mut issued = self.store.issue(session, &secret, refresh, roles)?;
-        issued.cookie_token = Some(match inner.policy.access_ttl {
-            Some(_) => self
-                .store
-                .sign(&issued.session, &secret, &issued.roles, issued.session.expires_at)?,
-            None => issued.token.clone(),
-        });
-        Ok(issued)
+        self.store.issue_opened(session, &secret, refresh, roles)
     }
 
     /// Updates a user's row (profile, password): cached copies of it go with the change.

@@ -178,3 +178,92 @@ async fn a_login_rehashes_at_a_changed_cost_and_unknown_names_cost_what_most_acc
     let third = first.start_sharing(raised).await;
     assert_eq!(third.state.passwords.dummy_cost(), Some((128, 2, 1)));
 }
+
+/// Sessions and counted login attempts of a user, straight from the database.
+async fn sessions_and_attempts(server: &TestServer, user_id: &str, username: &str) -> (u64, u64) {
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    let user_id: uuid::Uuid = user_id.parse().unwrap();
+    let sessions = entity::session::Entity::find()
+        .filter(entity::session::Column::UserId.eq(user_id))
+        .count(&server.state.db)
+        .await
+        .unwrap();
+    let attempts = entity::attempt::Entity::find()
+        .filter(entity::attempt::Column::UsernameKey.eq(username.to_lowercase()))
+        .count(&server.state.db)
+        .await
+        .unwrap();
+    (sessions, attempts)
+}
+
+/// Makes the database refuse every `login` audit row, or accept them again.
+async fn refuse_login_audit_rows(server: &TestServer, refuse: bool) {
+    use sea_orm::{ConnectionTrait, DatabaseBackend};
+    let db = &server.state.db;
+    let sql = match (db.get_database_backend(), refuse) {
+        (DatabaseBackend::Postgres, true) => {
+            "CREATE FUNCTION refuse_login_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN IF NEW.kind = 'login' THEN RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER refuse_login_audit BEFORE INSERT ON audit_events
+               FOR EACH ROW EXECUTE FUNCTION refuse_login_audit();"
+        }
+        (DatabaseBackend::Postgres, false) => "DROP TRIGGER refuse_login_audit ON audit_events",
+        (_, true) => {
+            "CREATE TRIGGER refuse_login_audit BEFORE INSERT ON audit_events WHEN NEW.kind = 'login'
+             BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        }
+        (_, false) => "DROP TRIGGER refuse_login_audit",
+    };
+    db.execute_unprepared(sql).await.expect("trigger");
+}
+
+#[tokio::test]
+async fn a_login_whose_audit_row_is_refused_opens_no_session_and_still_counts() {
+    let server = TestServer::start(Config::for_test()).await;
+    let (_, user_id, username) = server.signup("kim").await;
+    assert_eq!(sessions_and_attempts(&server, &user_id, &username).await, (1, 0));
+
+    // The session, the audit row and the end of the attempt's count land together or not at all.
+    refuse_login_audit_rows(&server, true).await;
+    let refused = login(&server, username.clone()).await;
+    refused.assert_code("INTERNAL_SERVER_ERROR");
+    assert!(refused.set_cookies().is_empty());
+    assert_eq!(
+        sessions_and_attempts(&server, &user_id, &username).await,
+        (1, 1),
+        "no session opened, and the attempt still counts"
+    );
+
+    refuse_login_audit_rows(&server, false).await;
+    login(&server, username.clone()).await.data("login");
+    assert_eq!(sessions_and_attempts(&server, &user_id, &username).await, (2, 1));
+}
+
+#[tokio::test]
+async fn on_postgres_a_login_writes_its_session_with_the_rest_of_its_success_in_one_statement() {
+    let Some(_) = crate::common::postgres_url() else {
+        return eprintln!("skipped: needs TEST_DATABASE_URL (PostgreSQL)");
+    };
+    let (server, statements) = TestServer::start_recording_statements(Config::for_test()).await;
+    let (_, _, username) = server.signup("lee").await;
+    statements.lock().unwrap().clear();
+    login(&server, username).await.data("login");
+    let seen = statements.lock().unwrap().clone();
+    let opening: Vec<&String> = seen
+        .iter()
+        .filter(|sql| sql.contains(r#"INSERT INTO "sessions""#))
+        .collect();
+    assert_eq!(opening.len(), 1, "{seen:#?}");
+    // The audit row, the end of the attempt's count and the read of the roles go with it.
+    for part in [
+        r#"INSERT INTO "audit_events""#,
+        r#"DELETE FROM "attempts""#,
+        r#"FROM "user_roles""#,
+    ] {
+        assert!(opening[0].contains(part), "{part} is not in {}", opening[0]);
+    }
+    let elsewhere = seen
+        .iter()
+        .filter(|sql| sql.contains("audit_events") || sql.contains("user_roles"));
+    assert_eq!(elsewhere.count(), 1, "{seen:#?}");
+}

@@ -87,7 +87,7 @@ impl TestServer {
                     log.push(statement.sql.clone());
                 }
             };
-            state.statement_observer = Some(Arc::new(record.clone()));
+            state.sessions.observe_statements(Arc::new(record.clone()));
             state.db.set_metric_callback(move |info| record(info.statement))
         })
         .await;
