@@ -28,6 +28,8 @@ pub mod log_writer;
 pub mod mail;
 /// OpenID Connect providers for social login: discovery, PKCE, ID token checks.
 pub mod oidc;
+/// Statements on one connection held from the pool.
+pub mod one_connection;
 /// The session store: sessions, the roles they carry, and the cache in front of them.
 pub mod sessions;
 /// Startup: database, migrations, keys, the configured admin.

@@ -7,7 +7,6 @@ pub mod admin;
 pub mod audit;
 pub mod gateway;
 pub mod lock;
-pub mod one_connection;
 pub mod page;
 pub mod passkey;
 pub mod profile;

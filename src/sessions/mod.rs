@@ -33,8 +33,8 @@ use crate::auth::refresh::{ChainKey, RefreshToken};
 use crate::auth::token::{self, Claims, TokenKeys};
 use crate::client::ClientInfo;
 use crate::clock::Clock;
-use crate::domain::one_connection::{OneConnection, StatementObserver};
 use crate::error::AppError;
+use crate::one_connection::{OneConnection, StatementObserver};
 #[cfg(test)]
 pub(crate) use cache::sample_user;
 use cache::{SessionCache, SessionEntry, SessionFacts};

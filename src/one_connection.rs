@@ -1,7 +1,7 @@
 //! Statements run one after another on one connection taken from the pool, without a
 //! transaction. sqlx pings a connection every time it goes back to the pool (a round trip to
-//! PostgreSQL, a hand-off to a SQLite connection's thread), so a read made of several
-//! statements, each on a connection of its own, paid one ping per statement.
+//! PostgreSQL, a hand-off to a SQLite connection's thread), so statements that each took a
+//! connection of their own paid one ping each.
 
 use std::sync::Arc;
 
