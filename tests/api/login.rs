@@ -267,3 +267,53 @@ async fn on_postgres_a_login_writes_its_session_with_the_rest_of_its_success_in_
         .filter(|sql| sql.contains("audit_events") || sql.contains("user_roles"));
     assert_eq!(elsewhere.count(), 1, "{seen:#?}");
 }
+
+#[tokio::test]
+async fn a_client_that_leaves_during_its_logins_statement_gets_all_of_it_or_none() {
+    let Some(_) = crate::common::postgres_url() else {
+        return eprintln!("skipped: needs TEST_DATABASE_URL (PostgreSQL)");
+    };
+    let server = TestServer::start(Config::for_test()).await;
+    let (_, user_id, username) = server.signup("leaves").await;
+    let logins = || async {
+        use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+        entity::audit_event::Entity::find()
+            .filter(entity::audit_event::Column::Kind.eq("login"))
+            .filter(entity::audit_event::Column::SubjectId.eq(user_id.parse::<uuid::Uuid>().unwrap()))
+            .count(&server.state.db)
+            .await
+            .unwrap()
+    };
+    // Each login's audit row takes a second to write, so the client can go away mid-statement.
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &server.state.db,
+        "CREATE FUNCTION slow_login_audit() RETURNS trigger LANGUAGE plpgsql AS $$
+           BEGIN PERFORM pg_sleep(1); RETURN NEW; END $$;
+         CREATE TRIGGER slow_login_audit BEFORE INSERT ON audit_events
+           FOR EACH ROW WHEN (NEW.kind = 'login') EXECUTE FUNCTION slow_login_audit();",
+    )
+    .await
+    .expect("trigger");
+
+    let gone = server
+        .http
+        .post(server.url("/graphql"))
+        .timeout(std::time::Duration::from_millis(400))
+        .json(&json!({ "query": LOGIN, "variables": { "u": username, "p": PASSWORD } }))
+        .send()
+        .await;
+    assert!(gone.is_err(), "the client was meant to give up first");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (sessions, attempts) = sessions_and_attempts(&server, &user_id, &username).await;
+    assert_eq!(
+        (sessions - 1, attempts),
+        (logins().await, 1 - logins().await),
+        "the session, its audit row and the attempt's end land together"
+    );
+
+    // The connection went back to the pool in working order: the next login lands whole.
+    login(&server, username.clone()).await.data("login");
+    let (after, attempts_after) = sessions_and_attempts(&server, &user_id, &username).await;
+    assert_eq!((after, attempts_after), (sessions + 1, attempts));
+    assert_eq!(logins().await, after - 1);
+}
