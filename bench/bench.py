@@ -6,11 +6,12 @@ page of sites through the API, drives each endpoint with wrk from a second proce
 loopback, and measures in the same run what the machine can do at all: a bare axum route
 (examples/bench_ceiling.rs) and argon2 alone (examples/bench_argon2.rs). The figures go to
 BENCHMARKS.md between its `figures` markers, or with --smoke (two seconds an endpoint, SQLite
-only) to target/bench-smoke.md. Nothing here judges a number: the targets table says met or
+only, on the debug build) to target/bench-smoke.md. Nothing here judges a number: the targets table says met or
 not met, and the smoke fails only when an endpoint served nothing or answered errors.
 
 Settings (environment): BENCH_DURATION (seconds per endpoint; 10, smoke 2), WRK_THREADS (2),
-WRK_CONNECTIONS (32), BENCH_PG_URL (postgres://postgres@127.0.0.1:5432), CARGO_TARGET_DIR.
+WRK_CONNECTIONS (32), BENCH_PG_URL (postgres://postgres@127.0.0.1:5432), CARGO_TARGET_DIR,
+BENCH_PROFILE (the build's directory under it: release, or debug for the smoke run).
 """
 
 import argparse
@@ -32,7 +33,8 @@ import urllib.request
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(ROOT, "bench")
 TARGET = os.path.abspath(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")))
-RELEASE = os.path.join(TARGET, "release")
+# The smoke run uses the debug build (bench/run sets BENCH_PROFILE).
+BUILD = os.path.join(TARGET, os.environ.get("BENCH_PROFILE", "release"))
 
 PASSWORD = "correct horse battery staple"
 JWT_SECRET = "bench-secret-bench-secret-bench-secret-0123"
@@ -146,7 +148,7 @@ class Gatehouse(Process):
             "RATE_LIMIT_SIGNUP_IP": "0",
             "RATE_LIMIT_RESET_IP": "0",
         }
-        super().__init__([os.path.join(RELEASE, "gatehouse"), "serve"], env, logfile)
+        super().__init__([os.path.join(BUILD, "gatehouse"), "serve"], env, logfile)
         wait_http(f"http://{self.addr}/readyz")
         self.url = f"http://{self.addr}"
 
@@ -154,7 +156,7 @@ class Gatehouse(Process):
 class Ceiling(Process):
     def __init__(self, logfile):
         self.addr = f"127.0.0.1:{free_port()}"
-        super().__init__([os.path.join(RELEASE, "examples", "bench_ceiling")], {"BIND": self.addr}, logfile)
+        super().__init__([os.path.join(BUILD, "examples", "bench_ceiling")], {"BIND": self.addr}, logfile)
         wait_http(f"http://{self.addr}/healthz")
         self.url = f"http://{self.addr}"
 
@@ -283,7 +285,7 @@ def ceilings(load, logs, when):
 def argon2_ceiling(seconds):
     env = {**os.environ, **ARGON2, "BENCH_SECONDS": str(seconds)}
     out = subprocess.run(
-        [os.path.join(RELEASE, "examples", "bench_argon2")], env=env, capture_output=True, text=True, check=True
+        [os.path.join(BUILD, "examples", "bench_argon2")], env=env, capture_output=True, text=True, check=True
     ).stdout
     m = re.search(r"argon2 ([0-9.]+) hashes/s", out)
     log(out.strip())
@@ -512,7 +514,11 @@ def write_report(text, smoke):
     if smoke:
         path = os.path.join(TARGET, "bench-smoke.md")
         with open(path, "w") as f:
-            f.write("# Benchmark smoke run\n\n" + text)
+            f.write(
+                "# Benchmark smoke run\n\nOn the debug build: it shows that every endpoint serves, "
+                + "and its figures are not the server's.\n\n"
+                + text
+            )
         return path
     path = os.path.join(ROOT, "BENCHMARKS.md")
     with open(path) as f:
