@@ -162,7 +162,7 @@ pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnect
         prepare_sqlite_file(path)?;
     }
     if config.is_sqlite() {
-        sqlite_without_memory_statistics();
+        configure_sqlite_memory();
     }
     let timeout = Duration::from_secs(config.database_timeout);
     let mut options = ConnectOptions::new(config.database_url.clone());
@@ -187,22 +187,86 @@ pub async fn connect_database(config: &Config) -> anyhow::Result<DatabaseConnect
     Ok(db)
 }
 
-/// SQLite keeps memory statistics under one process-wide mutex by default, taken on every
-/// allocation and free: every connection's thread and every dropped row contended for it,
-/// and nothing here reads those statistics (SQLite recommends turning them off). The setting
-/// only takes before SQLite first initialises; a later call is refused and changes nothing.
-fn sqlite_without_memory_statistics() {
+/// SQLite's two process-wide memory settings. They only take before SQLite first
+/// initialises; a later call is refused and changes nothing.
+/// - Memory statistics off: SQLite keeps them under one process-wide mutex, taken on every
+///   allocation and free, so every connection's thread and every dropped row contended for
+///   it, and nothing here reads them (SQLite recommends turning them off).
+/// - SQLite allocates through mimalloc, as the rest of the server does, instead of glibc's
+///   malloc: sqlx copies every column value of every row it reads, so a page of rows is
+///   hundreds of SQLite allocations and frees.
+fn configure_sqlite_memory() {
+    use libsqlite3_sys::{sqlite3_config, SQLITE_CONFIG_MALLOC, SQLITE_CONFIG_MEMSTATUS, SQLITE_OK};
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let off: std::ffi::c_int = 0;
-        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int argument. The server opens its SQLite
-        // connections only after this returns, and `Once` makes it the only call; if SQLite
-        // was initialised already, it refuses before touching anything.
-        let code = unsafe { libsqlite3_sys::sqlite3_config(libsqlite3_sys::SQLITE_CONFIG_MEMSTATUS, off) };
-        if code != libsqlite3_sys::SQLITE_OK {
-            tracing::debug!(code, "SQLite was initialised already: memory statistics stay on");
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int, SQLITE_CONFIG_MALLOC a pointer to
+        // the methods, which SQLite copies. The server opens its SQLite connections only
+        // after this returns, and `Once` makes it the only call; if SQLite was initialised
+        // already, it refuses before touching anything.
+        let statistics = unsafe { sqlite3_config(SQLITE_CONFIG_MEMSTATUS, off) };
+        let methods = sqlite_mimalloc::methods();
+        let allocator = unsafe { sqlite3_config(SQLITE_CONFIG_MALLOC, std::ptr::from_ref(&methods)) };
+        if statistics != SQLITE_OK || allocator != SQLITE_OK {
+            tracing::debug!(
+                statistics,
+                allocator,
+                "SQLite was initialised already: it keeps its memory statistics and glibc's malloc"
+            );
         }
     });
+}
+
+/// SQLite's memory methods on mimalloc. SQLite asks for 8-byte alignment; mimalloc gives 16.
+mod sqlite_mimalloc {
+    use std::ffi::{c_int, c_void};
+
+    use libmimalloc_sys::{mi_free, mi_good_size, mi_malloc, mi_realloc, mi_usable_size};
+    use libsqlite3_sys::{sqlite3_mem_methods, SQLITE_OK};
+
+    pub fn methods() -> sqlite3_mem_methods {
+        sqlite3_mem_methods {
+            xMalloc: Some(malloc),
+            xFree: Some(free),
+            xRealloc: Some(realloc),
+            xSize: Some(size),
+            xRoundup: Some(roundup),
+            xInit: Some(init),
+            xShutdown: Some(shutdown),
+            pAppData: std::ptr::null_mut(),
+        }
+    }
+
+    // SAFETY (all below): SQLite passes sizes it has checked to be positive and below
+    // 2^31, and only pointers these methods returned.
+    unsafe extern "C" fn malloc(size: c_int) -> *mut c_void {
+        unsafe { mi_malloc(usize::try_from(size).unwrap_or(0)) }
+    }
+
+    unsafe extern "C" fn free(pointer: *mut c_void) {
+        unsafe { mi_free(pointer) }
+    }
+
+    unsafe extern "C" fn realloc(pointer: *mut c_void, size: c_int) -> *mut c_void {
+        unsafe { mi_realloc(pointer, usize::try_from(size).unwrap_or(0)) }
+    }
+
+    unsafe extern "C" fn size(pointer: *mut c_void) -> c_int {
+        let usable = unsafe { mi_usable_size(pointer) };
+        c_int::try_from(usable).unwrap_or(c_int::MAX)
+    }
+
+    /// The size mimalloc would hand out anyway, so SQLite may use all of it.
+    unsafe extern "C" fn roundup(size: c_int) -> c_int {
+        let good = unsafe { mi_good_size(usize::try_from(size).unwrap_or(0)) };
+        c_int::try_from(good).unwrap_or(size)
+    }
+
+    unsafe extern "C" fn init(_: *mut c_void) -> c_int {
+        SQLITE_OK
+    }
+
+    unsafe extern "C" fn shutdown(_: *mut c_void) {}
 }
 
 /// The SQLite file holds the signing secret and the password hashes: a folder gatehouse
