@@ -6,8 +6,9 @@ page of sites through the API, drives each endpoint with wrk from a second proce
 loopback, and measures in the same run what the machine can do at all: a bare axum route
 (examples/bench_ceiling.rs) and argon2 alone (examples/bench_argon2.rs). The figures go to
 BENCHMARKS.md between its `figures` markers, or with --smoke (two seconds an endpoint, SQLite
-only, on the debug build) to target/bench-smoke.md. Nothing here judges a number: the targets table says met or
-not met, and the smoke fails only when an endpoint served nothing or answered errors.
+only, on the debug build) to target/bench-smoke.md. Nothing here judges a number: the targets
+table says met or not met, and the smoke fails only when an endpoint served nothing or
+answered errors.
 
 Settings (environment): BENCH_DURATION (seconds per endpoint; 10, smoke 2), WRK_THREADS (2),
 WRK_CONNECTIONS (32), BENCH_PG_URL (postgres://postgres@127.0.0.1:5432), CARGO_TARGET_DIR,

@@ -10,9 +10,10 @@ use tokio::net::TcpListener;
 async fn a_server_on_sqlite_allocates_sqlite_memory_through_mimalloc_and_reads_back_what_it_wrote() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
-    let state = gatehouse::startup::start(Config::for_test())
-        .await
-        .expect("start gatehouse");
+    let dir = tempfile::tempdir().expect("a folder for the database");
+    let mut config = Config::for_test();
+    config.database_url = format!("sqlite://{}?mode=rwc", dir.path().join("db.sqlite").display());
+    let state = gatehouse::startup::start(config).await.expect("start gatehouse");
     tokio::spawn(gatehouse::app::serve(listener, state, std::future::pending()));
 
     let graphql = format!("http://{addr}/graphql");
