@@ -227,8 +227,7 @@ pub async fn login(
         now,
         Event::own(Kind::Login, user.id, client),
     ))];
-    let success = attempt.success();
-    writes.extend(success.clone().map(Write::Delete));
+    writes.extend(attempt.success().map(Write::Delete));
     writes.extend(rehash.clone().map(Write::Update));
     let factor = second_factor::enabled_query(user.id);
     if let Some(session) = store.open_unless(factor, user.id, client, writes).await? {
@@ -237,11 +236,9 @@ pub async fn login(
     }
     // Nothing was written: the challenge lands with the attempt's end and the rehash instead.
     let change = store.begin().await?;
-    let backend = change.txn().get_database_backend();
-    if let Some(delete) = success {
-        change.txn().execute(backend.build(&delete)).await?;
-    }
+    attempt.succeeded_in(change.txn()).await?;
     if let Some(update) = rehash {
+        let backend = change.txn().get_database_backend();
         change.txn().execute(backend.build(&update)).await?;
     }
     let challenge = second_factor::open_challenge(change.txn(), user.id, now).await?;

@@ -102,7 +102,7 @@ impl Attempt {
 
     /// The statement that stops the attempt counting, to send with the others of the change
     /// the success makes; `None` when nothing was counted.
-    pub fn success(self) -> Option<DeleteStatement> {
+    pub fn success(&self) -> Option<DeleteStatement> {
         self.id.map(|id| attempt::Entity::delete_by_id(id).into_query())
     }
 }
