@@ -145,13 +145,26 @@ pub async fn get(
                        `x-requested-with` header (cross-site request forgery protection)";
         return reply(format, StatusCode::BAD_REQUEST, error_body(message, "BAD_REQUEST"));
     }
-    match async_graphql::http::parse_query_string(&query) {
+    match parse_query_string(&query) {
         Ok(request) => execute(&http, peer, &headers, request, Method::Get, format).await,
         Err(_) => {
             let message = "query string is not a GraphQL request (query, variables, operationName)";
             reply(format, StatusCode::BAD_REQUEST, error_body(message, "BAD_REQUEST"))
         }
     }
+}
+
+/// A GET request's parameters. The GraphQL-over-HTTP spec names the operation
+/// `operationName`, as Apollo Client sends it; async-graphql's parser reads only
+/// `operation_name`, and a document of several operations lost the name it was sent with.
+fn parse_query_string(query: &str) -> Result<async_graphql::Request, async_graphql::ParseRequestError> {
+    let mut request = async_graphql::http::parse_query_string(query)?;
+    if request.operation_name.is_none() {
+        request.operation_name = form_urlencoded::parse(query.as_bytes())
+            .find(|(key, _)| key == "operationName")
+            .map(|(_, name)| name.into_owned());
+    }
+    Ok(request)
 }
 
 /// Cross-site request forgery on GET: a browser attaches the session cookie to any
@@ -255,7 +268,7 @@ async fn execute(
     // the persisted-query cache and for the null pass, which only errors need.
     let text = std::mem::take(&mut request.query);
     let operation_name = request.operation_name.clone();
-    let (document, seen) = match http.documents.parse(&text) {
+    let (document, checked) = match http.documents.parse(&text) {
         Ok(parsed) => parsed,
         Err(error) => {
             let body = error_body(&ServerError::from(error).message, "GRAPHQL_PARSE_FAILED");
@@ -263,39 +276,51 @@ async fn execute(
         }
     };
     let root_field = first_root_field(&document, operation_name.as_deref());
-    match limits::check(
-        &document,
-        operation_name.as_deref(),
-        &request.variables,
-        &limits,
-        &http.field_types,
-    ) {
-        Err(message) => {
-            let body = error_body(&message, "GRAPHQL_VALIDATION_FAILED");
-            return reply(format, format.request_error_status(), body);
+    // A cached document sent without variables meets the limits as it did before.
+    let unvaried = checked.as_ref().filter(|_| request.variables.is_empty());
+    let known = unvaried.and_then(|checked| checked.unvaried_limits(operation_name.as_deref()));
+    let operation_type = match known {
+        Some(answer) => answer,
+        None => {
+            let checked = limits::check(
+                &document,
+                operation_name.as_deref(),
+                &request.variables,
+                &limits,
+                &http.field_types,
+            );
+            match checked {
+                Ok(answer) => answer,
+                Err(message) => {
+                    let body = error_body(&message, "GRAPHQL_VALIDATION_FAILED");
+                    return reply(format, format.request_error_status(), body);
+                }
+            }
         }
-        // API.md §2: GET never runs a mutation.
-        Ok(Some(OperationType::Mutation)) if method == Method::Get => {
-            let body = error_body("mutations are only accepted over POST", "BAD_REQUEST");
-            let mut response = reply(format, StatusCode::METHOD_NOT_ALLOWED, body);
-            response
-                .headers_mut()
-                .insert(header::ALLOW, HeaderValue::from_static("POST"));
-            return response;
-        }
-        Ok(_) => {}
+    };
+    // API.md §2: GET never runs a mutation.
+    if operation_type == Some(OperationType::Mutation) && method == Method::Get {
+        let body = error_body("mutations are only accepted over POST", "BAD_REQUEST");
+        let mut response = reply(format, StatusCode::METHOD_NOT_ALLOWED, body);
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    if let (Some(checked), None) = (unvaried, known) {
+        checked.keep_unvaried_limits(operation_name.as_deref(), operation_type);
     }
     if let Some(hash) = register {
         http.persisted.remember(hash, &text);
     }
     // A new document is kept once it has passed every limit and async-graphql's validation.
-    let unseen = (!seen).then(|| document.clone());
+    let unseen = checked.is_none().then(|| document.clone());
     // Validation depends on the document and the variables' values only: a document that
     // passed it before, sent without variables, would pass again, so the rules that read the
     // document alone are skipped.
-    let schema = match seen && request.variables.is_empty() {
-        true => &http.validated_schema,
-        false => &http.schema,
+    let schema = match unvaried {
+        Some(_) => &http.validated_schema,
+        None => &http.schema,
     };
     request.set_parsed_query(document);
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use gatehouse::Config;
 use serde_json::{json, Value};
 
-use crate::common::{str_at, TestServer};
+use crate::common::{str_at, Reply, TestServer};
 
 const GRAPHIQL_INTROSPECTION: &str = include_str!("fixtures/graphiql_introspection.graphql");
 const CODEGEN_INTROSPECTION: &str = include_str!("fixtures/codegen_introspection.graphql");
@@ -189,4 +189,65 @@ async fn a_document_is_kept_only_once_it_passed_validation_and_is_validated_agai
         assert!(reply.body["data"].is_null(), "{}", reply.body);
     }
     assert!(server.gql(Some(&token), page, json!({ "n": 2 })).await.data("sites")["edges"].is_array());
+}
+
+/// Posts `query` with `operationName`, and no variables.
+async fn post_operation(server: &TestServer, token: &str, query: &str, operation: &str) -> Reply {
+    let body = json!({ "query": query, "operationName": operation });
+    let response = server
+        .http
+        .post(server.url("/graphql"))
+        .bearer_auth(token)
+        .json(&body)
+        .send();
+    Reply::from(response.await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_cached_documents_limits_hold_for_each_of_its_operations() {
+    let server = TestServer::start(Config::for_test()).await;
+    let (token, user_id, _) = server.signup("operations").await;
+    // A document sent again without variables reuses the limits' answer for its operation:
+    // another operation of the same text gets its own, with its own variables' defaults.
+    let complexity = Config::for_test().graphql_max_complexity;
+    let document = format!(
+        "query Small {{ me {{ id }} }} \
+         query Big($n: Int = {complexity}) {{ sites(first: $n) {{ edges {{ node {{ id }} }} }} }} \
+         mutation Touch {{ __typename }}"
+    );
+    for _ in 0..3 {
+        let small = post_operation(&server, &token, &document, "Small").await;
+        assert_eq!(small.data("me")["id"], user_id.as_str());
+        post_operation(&server, &token, &document, "Big")
+            .await
+            .assert_code("GRAPHQL_VALIDATION_FAILED");
+    }
+    // Nor does a query's answer let the document's mutation run over GET.
+    assert_eq!(
+        post_operation(&server, &token, &document, "Touch")
+            .await
+            .data("__typename"),
+        "Mutation"
+    );
+    let params = [("query", document.as_str()), ("operationName", "Touch")];
+    let response = server
+        .http
+        .get(server.url("/graphql"))
+        .query(&params)
+        .bearer_auth(&token)
+        .send();
+    let reply = Reply::from(response.await.unwrap()).await;
+    assert_eq!(reply.status, 405, "{}", reply.body);
+    // GET names the operation as the GraphQL-over-HTTP spec does, `operationName`.
+    let params = [("query", document.as_str()), ("operationName", "Small")];
+    let response = server
+        .http
+        .get(server.url("/graphql"))
+        .query(&params)
+        .bearer_auth(&token)
+        .send();
+    assert_eq!(
+        Reply::from(response.await.unwrap()).await.data("me")["id"],
+        user_id.as_str()
+    );
 }
