@@ -282,14 +282,14 @@ async fn execute(
     let operation_type = match known {
         Some(answer) => answer,
         None => {
-            let checked = limits::check(
+            let measured = limits::check(
                 &document,
                 operation_name.as_deref(),
                 &request.variables,
                 &limits,
                 &http.field_types,
             );
-            match checked {
+            match measured {
                 Ok(answer) => answer,
                 Err(message) => {
                     let body = error_body(&message, "GRAPHQL_VALIDATION_FAILED");

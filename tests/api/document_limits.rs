@@ -203,6 +203,18 @@ async fn post_operation(server: &TestServer, token: &str, query: &str, operation
     Reply::from(response.await.unwrap()).await
 }
 
+/// Sends `query` with `operationName` over GET, and no variables.
+async fn get_operation(server: &TestServer, token: &str, query: &str, operation: &str) -> Reply {
+    let params = [("query", query), ("operationName", operation)];
+    let response = server
+        .http
+        .get(server.url("/graphql"))
+        .query(&params)
+        .bearer_auth(token)
+        .send();
+    Reply::from(response.await.unwrap()).await
+}
+
 #[tokio::test]
 async fn a_cached_documents_limits_hold_for_each_of_its_operations() {
     let server = TestServer::start(Config::for_test()).await;
@@ -229,25 +241,9 @@ async fn a_cached_documents_limits_hold_for_each_of_its_operations() {
             .data("__typename"),
         "Mutation"
     );
-    let params = [("query", document.as_str()), ("operationName", "Touch")];
-    let response = server
-        .http
-        .get(server.url("/graphql"))
-        .query(&params)
-        .bearer_auth(&token)
-        .send();
-    let reply = Reply::from(response.await.unwrap()).await;
+    let reply = get_operation(&server, &token, &document, "Touch").await;
     assert_eq!(reply.status, 405, "{}", reply.body);
     // GET names the operation as the GraphQL-over-HTTP spec does, `operationName`.
-    let params = [("query", document.as_str()), ("operationName", "Small")];
-    let response = server
-        .http
-        .get(server.url("/graphql"))
-        .query(&params)
-        .bearer_auth(&token)
-        .send();
-    assert_eq!(
-        Reply::from(response.await.unwrap()).await.data("me")["id"],
-        user_id.as_str()
-    );
+    let small = get_operation(&server, &token, &document, "Small").await;
+    assert_eq!(small.data("me")["id"], user_id.as_str());
 }
