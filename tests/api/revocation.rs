@@ -286,10 +286,11 @@ async fn an_instance_that_stops_hearing_its_peers_stops_trusting_its_cache() {
 
 #[tokio::test]
 async fn hashing_stays_bounded_when_clients_disconnect() {
-    // A cost that keeps a hash running long enough for a client to give up on it.
+    // A cost that keeps a hash running long enough for a client to give up on it: about
+    // 60 ms a hash on a fast core, well past the 20 ms the check below waits.
     let config = Config {
         argon2_memory_kib: 16 * 1024,
-        argon2_iterations: 2,
+        argon2_iterations: 10,
         rate_limit_login_user: 1000,
         rate_limit_login_ip: 1000,
         ..Config::for_test()
