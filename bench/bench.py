@@ -5,9 +5,9 @@ Starts gatehouse on SQLite and on a throwaway PostgreSQL database, creates users
 page of sites through the API, drives each endpoint with wrk from a second process on
 loopback, and measures in the same run what the machine can do at all: a bare axum route
 (examples/bench_ceiling.rs) and argon2 alone (examples/bench_argon2.rs). A full run also
-builds the code before the speed work (BASELINE_COMMIT, once) and measures its `sites` page. The figures go to
-BENCHMARKS.md between its `figures` markers, or with --smoke (two seconds an endpoint, SQLite
-only, on the debug build) to target/bench-smoke.md. Nothing here judges a number: the targets
+builds the code before the speed work (BASELINE_COMMIT, once) and measures its `sites` page.
+The figures go to BENCHMARKS.md between its `figures` markers, or with --smoke (two seconds an
+endpoint, SQLite only, on the debug build) to target/bench-smoke.md. Nothing here judges a number: the targets
 table says met or not met, and the smoke fails only when an endpoint served nothing or
 answered errors.
 
