@@ -11,6 +11,7 @@ mod m20261203_000002_second_factors;
 mod m20261203_000003_passkeys;
 mod m20261203_000004_email_verification;
 mod m20261203_000005_identities;
+mod m20261206_000001_site_members_by_site;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000003_passkeys::Migration),
             Box::new(m20261203_000004_email_verification::Migration),
             Box::new(m20261203_000005_identities::Migration),
+            Box::new(m20261206_000001_site_members_by_site::Migration),
         ]
     }
 }

@@ -40,7 +40,7 @@ macro_rules! connection {
         }
 
         impl $connection {
-            pub fn from_page<R>(page: Page<R>, node: impl Fn(R) -> $node) -> Self {
+            pub fn from_page<R>(page: Page<R>, mut node: impl FnMut(R) -> $node) -> Self {
                 let page_info = PageInfo {
                     has_next_page: page.has_next,
                     end_cursor: page.end_cursor(),

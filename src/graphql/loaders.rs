@@ -3,15 +3,36 @@
 //! Within a request they cache, so a list resolver can load a whole page's children with one
 //! `load_many` up front and the per-item resolvers find them there, whatever the timing.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{identity, passkey, site, site_member, user};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, Select,
+};
 use uuid::Uuid;
 
 use crate::error::AppError;
+
+/// A membership as the API shows it: who, where, as what. When it began is not read: no
+/// field shows it, and a page of sites reads a hundred of them.
+#[derive(Clone, Debug, FromQueryResult)]
+pub struct Membership {
+    pub site_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+}
+
+/// Memberships, reading only the columns `Membership` holds.
+fn memberships() -> Select<site_member::Entity> {
+    site_member::Entity::find().select_only().columns([
+        site_member::Column::SiteId,
+        site_member::Column::UserId,
+        site_member::Column::Role,
+    ])
+}
 
 pub struct UserById(pub DatabaseConnection);
 
@@ -26,7 +47,7 @@ impl Loader<Uuid> for UserById {
 }
 
 /// The users with these ids, by id.
-async fn users_by_id(
+pub async fn users_by_id(
     db: &impl ConnectionTrait,
     ids: impl IntoIterator<Item = Uuid>,
 ) -> Result<HashMap<Uuid, Arc<user::Model>>, AppError> {
@@ -57,7 +78,7 @@ impl Loader<Uuid> for SiteById {
 pub struct MembershipsBySite(pub DatabaseConnection);
 
 impl Loader<Uuid> for MembershipsBySite {
-    type Value = Vec<site_member::Model>;
+    type Value = Vec<Membership>;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
@@ -66,28 +87,31 @@ impl Loader<Uuid> for MembershipsBySite {
     }
 }
 
-/// The memberships of these sites, in the order their members joined.
-async fn members_of_sites(conn: &impl ConnectionTrait, site_ids: &[Uuid]) -> Result<Vec<site_member::Model>, AppError> {
-    Ok(site_member::Entity::find()
+/// The memberships of these sites, site by site, each in the order its members joined: the
+/// order of the index `site_members_by_site`, which holds every column read, so the rows come
+/// from it alone, unsorted.
+pub async fn members_of_sites(conn: &impl ConnectionTrait, site_ids: &[Uuid]) -> Result<Vec<Membership>, AppError> {
+    let query = memberships()
         .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
+        .order_by_asc(site_member::Column::SiteId)
         .order_by_asc(site_member::Column::JoinedAt)
-        .order_by_asc(site_member::Column::UserId)
-        .all(conn)
-        .await?)
+        .order_by_asc(site_member::Column::UserId);
+    Ok(query.into_model().all(conn).await?)
 }
 
 /// The memberships of each user, in the order they joined.
 pub struct MembershipsByUser(pub DatabaseConnection);
 
 impl Loader<Uuid> for MembershipsByUser {
-    type Value = Vec<site_member::Model>;
+    type Value = Vec<Membership>;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = site_member::Entity::find()
+        let rows = memberships()
             .filter(site_member::Column::UserId.is_in(keys.to_vec()))
             .order_by_asc(site_member::Column::JoinedAt)
             .order_by_asc(site_member::Column::SiteId)
+            .into_model()
             .all(&self.0)
             .await
             .map_err(AppError::from)?;
@@ -139,7 +163,8 @@ impl Loader<Uuid> for PasskeysByUser {
     }
 }
 
-fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+/// Rows by the id `key` reads from each, in their order.
+pub fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
     for row in rows {
         groups.entry(key(&row)).or_default().push(row);
@@ -212,33 +237,5 @@ impl Loaders {
     pub fn passkeys_by_user(&self) -> &Loaded<PasskeysByUser> {
         self.passkeys_by_user
             .get_or_init(|| fresh(PasskeysByUser(self.db.clone())))
-    }
-
-    /// Loads the members of `site_ids` and, `with_users`, then their users, one statement
-    /// each on `conn` (the connection the page itself was read on), and hands them to the
-    /// loaders, so the per-site and per-member resolvers find them cached. Not a join: the
-    /// same few users are members of many sites, and a joined row would carry the whole user
-    /// again for each membership.
-    pub async fn preload_members(
-        &self,
-        conn: &impl ConnectionTrait,
-        site_ids: &[Uuid],
-        with_users: bool,
-    ) -> Result<(), AppError> {
-        let rows = members_of_sites(conn, site_ids).await?;
-        let user_ids: HashSet<Uuid> = match with_users {
-            true => rows.iter().map(|member| member.user_id).collect(),
-            false => HashSet::new(),
-        };
-        let mut members = group(rows, |member| member.site_id);
-        // Every site of the page gets an entry, so one without members is not loaded again.
-        for id in site_ids {
-            members.entry(*id).or_default();
-        }
-        if !user_ids.is_empty() {
-            self.users().feed_many(users_by_id(conn, user_ids).await?).await;
-        }
-        self.memberships_by_site().feed_many(members).await;
-        Ok(())
     }
 }

@@ -1,7 +1,11 @@
 //! Sites: multi-tenant workspaces, site-scoped roles, invitation codes (API.md §5).
 
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, InputObject, MaybeUndefined, Object, Result};
-use entity::{site as site_row, site_member as member_row};
+use entity::{site as site_row, user as user_row};
+use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use crate::domain::page::PageRequest;
@@ -9,6 +13,7 @@ use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
 use crate::graphql::connection::SiteConnection;
 use crate::graphql::guard::{RequireRole, SiteRoleAtLeast};
+use crate::graphql::loaders::{self, Membership};
 use crate::graphql::types::User;
 use crate::graphql::{change, ContextExt};
 
@@ -45,11 +50,13 @@ impl From<SiteRole> for DomainSiteRole {
 
 pub struct Site {
     row: site_row::Model,
+    /// The members, when the page that holds the site read them up front.
+    members: Option<Vec<SiteMembership>>,
 }
 
 impl Site {
     pub fn new(row: site_row::Model) -> Self {
-        Site { row }
+        Site { row, members: None }
     }
 }
 
@@ -87,6 +94,9 @@ impl Site {
     #[graphql(guard = "SiteRoleAtLeast::new(self.row.id, DomainSiteRole::Manager).or_global_admin()")]
     async fn members(&self, ctx: &Context<'_>) -> Result<Option<Vec<SiteMembership>>> {
         // Nullable: a refusal leaves `null` and the rest of the site resolves (API.md §2).
+        if let Some(members) = &self.members {
+            return Ok(Some(members.clone()));
+        }
         let members = ctx.loaders().memberships_by_site().load_one(self.row.id).await?;
         Ok(Some(
             members
@@ -123,13 +133,19 @@ impl SitePreview {
     }
 }
 
+#[derive(Clone)]
 pub struct SiteMembership {
-    row: member_row::Model,
+    row: Arc<Membership>,
+    /// The member's account, when the page that holds the membership read it up front.
+    user: Option<Arc<user_row::Model>>,
 }
 
 impl SiteMembership {
-    pub fn new(row: member_row::Model) -> Self {
-        SiteMembership { row }
+    pub fn new(row: Membership) -> Self {
+        SiteMembership {
+            row: Arc::new(row),
+            user: None,
+        }
     }
 
     pub fn site_id(&self) -> Uuid {
@@ -148,6 +164,9 @@ impl SiteMembership {
 
     /// The member.
     async fn user(&self, ctx: &Context<'_>) -> Result<User> {
+        if let Some(user) = &self.user {
+            return Ok(User::new(user.clone(), None));
+        }
         let user = ctx.loaders().users().load_one(self.row.user_id).await?;
         Ok(User::new(user.ok_or(AppError::NotFound)?, None))
     }
@@ -180,16 +199,20 @@ impl SiteQuery {
         let state = ctx.state();
         let conn = state.sessions.one_connection().await.map_err(AppError::from)?;
         let page = site::list(&conn, &ctx.caller()?, &request, count).await?;
-        // Load the page's members and their users in one batch each, up front: the per-site
-        // resolvers then find them in the request's loader cache (API.md §5: statements do
-        // not grow with the page).
+        // The page's members and their users are read up front, one statement each, and
+        // handed to the sites (API.md §5: statements do not grow with the page).
         let members = ctx.look_ahead().field("edges").field("node").field("members");
-        if members.exists() {
-            let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
-            let with_users = members.field("user").exists();
-            ctx.loaders().preload_members(&conn, &site_ids, with_users).await?;
-        }
-        Ok(SiteConnection::from_page(page, Site::new))
+        let mut members_by_site = match members.exists() {
+            true => {
+                let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
+                members_of_page(&conn, &site_ids, members.field("user").exists()).await?
+            }
+            false => HashMap::new(),
+        };
+        Ok(SiteConnection::from_page(page, |row| Site {
+            members: members_by_site.remove(&row.id),
+            row,
+        }))
     }
 
     /// A site the caller holds a role on (any site for admins); null otherwise.
@@ -212,6 +235,36 @@ impl SiteQuery {
             .await?
             .map(|row| SitePreview { row }))
     }
+}
+
+/// The members of each of `site_ids` (every one of them gets a list, empty or not), each
+/// with its account `with_users`. Two statements on `conn`, not a join: the same few users
+/// are members of many sites, and a joined row would carry the whole user again for each
+/// membership.
+async fn members_of_page(
+    conn: &impl ConnectionTrait,
+    site_ids: &[Uuid],
+    with_users: bool,
+) -> Result<HashMap<Uuid, Vec<SiteMembership>>, AppError> {
+    let rows = loaders::members_of_sites(conn, site_ids).await?;
+    let users = match with_users {
+        true => {
+            let user_ids: HashSet<Uuid> = rows.iter().map(|member| member.user_id).collect();
+            loaders::users_by_id(conn, user_ids).await?
+        }
+        false => HashMap::new(),
+    };
+    let mut members: HashMap<Uuid, Vec<SiteMembership>> = site_ids.iter().map(|id| (*id, Vec::new())).collect();
+    for row in rows {
+        let user = users.get(&row.user_id).cloned();
+        if let Some(site) = members.get_mut(&row.site_id) {
+            site.push(SiteMembership {
+                row: Arc::new(row),
+                user,
+            });
+        }
+    }
+    Ok(members)
 }
 
 /// A new site.
