@@ -61,11 +61,13 @@ impl SiteRole {
 
 /// The caller's role on a site, read from the roles loaded for this request.
 pub fn role_on(caller: &Caller, site_id: Uuid) -> Option<SiteRole> {
-    let prefix = format!("{site_id}:");
+    // Spelled as `qualified` spells it, on the stack: guards ask this for every site of a page.
+    let mut spelled = Uuid::encode_buffer();
+    let site = site_id.hyphenated().encode_lower(&mut spelled);
     caller
         .roles
         .iter()
-        .filter_map(|r| r.strip_prefix(&prefix))
+        .filter_map(|r| r.strip_prefix(&*site)?.strip_prefix(':'))
         .filter_map(SiteRole::parse)
         .max()
 }
