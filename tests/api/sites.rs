@@ -417,7 +417,7 @@ async fn set_site_role_adds_changes_and_removes_members() {
 async fn sites_are_paged_and_scoped_to_the_caller() {
     let (server, global_admin) = TestServer::start_with_admin(Config::for_test()).await;
     let (alice, _, _) = server.signup("alice").await;
-    let (bob, _, _) = server.signup("bob").await;
+    let (bob, bob_id, _) = server.signup("bob").await;
     let mut mine = Vec::new();
     for i in 0..5 {
         server.state.clock.advance(1);
@@ -474,6 +474,31 @@ async fn sites_are_paged_and_scoped_to_the_caller() {
         server.gql(Some(&bob), inline, json!({})).await.data("sites")["totalCount"],
         1
     );
+    // A role on someone else's site counts; a deleted site no longer does, for anyone.
+    let count = |token: String| {
+        let server = &server;
+        async move { server.gql(Some(&token), inline, json!({})).await.data("sites")["totalCount"].clone() }
+    };
+    server
+        .gql(
+            Some(&alice),
+            SET_ROLE,
+            json!({ "s": mine[0], "u": bob_id, "r": "USER" }),
+        )
+        .await
+        .data("setSiteRole");
+    assert_eq!(count(bob.clone()).await, 2);
+    server
+        .gql(
+            Some(&alice),
+            "mutation($id: UUID!) { deleteSite(id: $id) }",
+            json!({ "id": mine[0] }),
+        )
+        .await
+        .data("deleteSite");
+    assert_eq!(count(alice.clone()).await, 4);
+    assert_eq!(count(bob.clone()).await, 1);
+    assert_eq!(count(global_admin.clone()).await, 5);
     server
         .gql(Some(&alice), "{ sites(first: 101) { totalCount } }", json!({}))
         .await
