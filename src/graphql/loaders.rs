@@ -1,7 +1,8 @@
 //! DataLoaders, created per request so nothing outlives it (a cached row could keep a
 //! revoked role alive). One loader per key -> value shape; each `load` is one `IN (...)` query.
-//! Within a request they cache, so a list resolver can load a whole page's children with one
-//! `load_many` up front and the per-item resolvers find them there, whatever the timing.
+//! Within a request they cache, so the same row is read once however many fields ask for it.
+//! A page of sites reads its members and their users here too, up front, and hands them to
+//! its sites itself (`graphql::site`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
@@ -164,7 +165,7 @@ impl Loader<Uuid> for PasskeysByUser {
 }
 
 /// Rows by the id `key` reads from each, in their order.
-pub fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
     for row in rows {
         groups.entry(key(&row)).or_default().push(row);
