@@ -237,8 +237,7 @@ impl SiteQuery {
     }
 }
 
-/// The members of each of `site_ids` (every one of them gets a list, empty or not), each
-/// with its account `with_users`. Two statements on `conn`, not a join: the same few users
+/// The members of each of `site_ids`, each with its account `with_users`. Two statements on `conn`, not a join: the same few users
 /// are members of many sites, and a joined row would carry the whole user again for each
 /// membership.
 async fn members_of_page(
@@ -254,17 +253,16 @@ async fn members_of_page(
         }
         false => HashMap::new(),
     };
-    let mut members: HashMap<Uuid, Vec<SiteMembership>> = site_ids.iter().map(|id| (*id, Vec::new())).collect();
-    for row in rows {
-        let user = users.get(&row.user_id).cloned();
-        if let Some(site) = members.get_mut(&row.site_id) {
-            site.push(SiteMembership {
-                row: Arc::new(row),
-                user,
-            });
-        }
+    let members = rows.into_iter().map(|row| SiteMembership {
+        user: users.get(&row.user_id).cloned(),
+        row: Arc::new(row),
+    });
+    let mut by_site = loaders::group(members.collect(), SiteMembership::site_id);
+    // Every site of the page gets a list, so one without members is not read again.
+    for id in site_ids {
+        by_site.entry(*id).or_default();
     }
-    Ok(members)
+    Ok(by_site)
 }
 
 /// A new site.
