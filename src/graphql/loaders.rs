@@ -1,41 +1,23 @@
 //! DataLoaders, created per request so nothing outlives it (a cached row could keep a
 //! revoked role alive). One loader per key -> value shape; each `load` is one `IN (...)` query.
 //! Within a request they cache, so the same row is read once however many fields ask for it.
-//! A page of sites reads its members and their users here too, up front, and hands them to
-//! its sites itself (`graphql::site`).
+//! Sites' members and users' rows come from the session store, which also keeps them across
+//! requests until a change makes them stale; a page of sites asks it for its members and
+//! their users up front, and hands them to its sites itself (`graphql::site`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{identity, passkey, site, site_member, user};
-use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
-    QuerySelect, Select,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use uuid::Uuid;
 
 use crate::error::AppError;
+use crate::sessions::{Members, Membership, SessionStore};
 
-/// A membership as the API shows it: who, where, as what. When it began is not read: no
-/// field shows it, and a page of sites reads a hundred of them.
-#[derive(Clone, Debug, FromQueryResult)]
-pub struct Membership {
-    pub site_id: Uuid,
-    pub user_id: Uuid,
-    pub role: String,
-}
-
-/// Memberships, reading only the columns `Membership` holds.
-fn memberships() -> Select<site_member::Entity> {
-    site_member::Entity::find().select_only().columns([
-        site_member::Column::SiteId,
-        site_member::Column::UserId,
-        site_member::Column::Role,
-    ])
-}
-
-pub struct UserById(pub DatabaseConnection);
+/// Users' rows, through the session store's cache.
+pub struct UserById(pub SessionStore);
 
 impl Loader<Uuid> for UserById {
     /// Shared: each member of a page of sites hands its user out again.
@@ -43,17 +25,9 @@ impl Loader<Uuid> for UserById {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        Ok(users_by_id(&self.0, keys.iter().copied()).await?)
+        let store = &self.0;
+        Ok(store.user_rows(store.db(), keys.iter().copied()).await?)
     }
-}
-
-/// The users with these ids, by id.
-pub async fn users_by_id(
-    db: &impl ConnectionTrait,
-    ids: impl IntoIterator<Item = Uuid>,
-) -> Result<HashMap<Uuid, Arc<user::Model>>, AppError> {
-    let rows = user::Entity::find().filter(user::Column::Id.is_in(ids)).all(db).await?;
-    Ok(rows.into_iter().map(|row| (row.id, Arc::new(row))).collect())
 }
 
 pub struct SiteById(pub DatabaseConnection);
@@ -75,29 +49,17 @@ impl Loader<Uuid> for SiteById {
     }
 }
 
-/// The members of each site, in the order they joined.
-pub struct MembershipsBySite(pub DatabaseConnection);
+/// The members of each site, in the order they joined, through the session store's cache.
+pub struct MembershipsBySite(pub SessionStore);
 
 impl Loader<Uuid> for MembershipsBySite {
-    type Value = Vec<Membership>;
+    type Value = Members;
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = members_of_sites(&self.0, keys).await?;
-        Ok(group(rows, |row| row.site_id))
+        let store = &self.0;
+        Ok(store.site_members(store.db(), keys).await?)
     }
-}
-
-/// The memberships of these sites, site by site, each in the order its members joined: the
-/// order of the index `site_members_by_site`, which holds every column read, so the rows come
-/// from it alone, unsorted.
-pub async fn members_of_sites(conn: &impl ConnectionTrait, site_ids: &[Uuid]) -> Result<Vec<Membership>, AppError> {
-    let query = memberships()
-        .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
-        .order_by_asc(site_member::Column::SiteId)
-        .order_by_asc(site_member::Column::JoinedAt)
-        .order_by_asc(site_member::Column::UserId);
-    Ok(query.into_model().all(conn).await?)
 }
 
 /// The memberships of each user, in the order they joined.
@@ -108,11 +70,17 @@ impl Loader<Uuid> for MembershipsByUser {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = memberships()
+        let rows = site_member::Entity::find()
+            .select_only()
+            .columns([
+                site_member::Column::SiteId,
+                site_member::Column::UserId,
+                site_member::Column::Role,
+            ])
             .filter(site_member::Column::UserId.is_in(keys.to_vec()))
             .order_by_asc(site_member::Column::JoinedAt)
             .order_by_asc(site_member::Column::SiteId)
-            .into_model()
+            .into_model::<Membership>()
             .all(&self.0)
             .await
             .map_err(AppError::from)?;
@@ -165,7 +133,7 @@ impl Loader<Uuid> for PasskeysByUser {
 }
 
 /// Rows by the id `key` reads from each, in their order.
-pub fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+fn group<T>(rows: Vec<T>, key: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut groups: HashMap<Uuid, Vec<T>> = HashMap::new();
     for row in rows {
         groups.entry(key(&row)).or_default().push(row);
@@ -178,7 +146,7 @@ pub type Loaded<T> = DataLoader<T, HashMapCache>;
 
 /// The request's loaders, each made on first use: most documents (`me`, a login) need none.
 pub struct Loaders {
-    db: DatabaseConnection,
+    store: SessionStore,
     users: OnceLock<Loaded<UserById>>,
     sites: OnceLock<Loaded<SiteById>>,
     memberships_by_site: OnceLock<Loaded<MembershipsBySite>>,
@@ -194,9 +162,9 @@ fn fresh<T: Loader<Uuid>>(loader: T) -> Loaded<T> {
 
 impl Loaders {
     /// Fresh loaders for one request, so nothing cached outlives it.
-    pub fn new(db: &DatabaseConnection) -> Self {
+    pub fn new(store: &SessionStore) -> Self {
         Loaders {
-            db: db.clone(),
+            store: store.clone(),
             users: OnceLock::new(),
             sites: OnceLock::new(),
             memberships_by_site: OnceLock::new(),
@@ -208,35 +176,35 @@ impl Loaders {
     }
 
     pub fn users(&self) -> &Loaded<UserById> {
-        self.users.get_or_init(|| fresh(UserById(self.db.clone())))
+        self.users.get_or_init(|| fresh(UserById(self.store.clone())))
     }
 
     pub fn sites(&self) -> &Loaded<SiteById> {
-        self.sites.get_or_init(|| fresh(SiteById(self.db.clone())))
+        self.sites.get_or_init(|| fresh(SiteById(self.store.db().clone())))
     }
 
     pub fn memberships_by_site(&self) -> &Loaded<MembershipsBySite> {
         self.memberships_by_site
-            .get_or_init(|| fresh(MembershipsBySite(self.db.clone())))
+            .get_or_init(|| fresh(MembershipsBySite(self.store.clone())))
     }
 
     pub fn memberships_by_user(&self) -> &Loaded<MembershipsByUser> {
         self.memberships_by_user
-            .get_or_init(|| fresh(MembershipsByUser(self.db.clone())))
+            .get_or_init(|| fresh(MembershipsByUser(self.store.db().clone())))
     }
 
     pub fn totp_enabled(&self) -> &Loaded<TotpEnabledByUser> {
         self.totp_enabled
-            .get_or_init(|| fresh(TotpEnabledByUser(self.db.clone())))
+            .get_or_init(|| fresh(TotpEnabledByUser(self.store.db().clone())))
     }
 
     pub fn identities_by_user(&self) -> &Loaded<IdentitiesByUser> {
         self.identities_by_user
-            .get_or_init(|| fresh(IdentitiesByUser(self.db.clone())))
+            .get_or_init(|| fresh(IdentitiesByUser(self.store.db().clone())))
     }
 
     pub fn passkeys_by_user(&self) -> &Loaded<PasskeysByUser> {
         self.passkeys_by_user
-            .get_or_init(|| fresh(PasskeysByUser(self.db.clone())))
+            .get_or_init(|| fresh(PasskeysByUser(self.store.db().clone())))
     }
 }

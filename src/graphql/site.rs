@@ -13,9 +13,9 @@ use crate::domain::site::{self, SiteRole as DomainSiteRole};
 use crate::error::AppError;
 use crate::graphql::connection::SiteConnection;
 use crate::graphql::guard::{RequireRole, SiteRoleAtLeast};
-use crate::graphql::loaders::{self, Membership};
 use crate::graphql::types::User;
 use crate::graphql::{change, ContextExt};
+use crate::sessions::{Membership, SessionStore};
 
 /// A role on a site.
 #[derive(Enum, Clone, Copy, PartialEq, Eq)]
@@ -98,13 +98,8 @@ impl Site {
             return Ok(Some(members.clone()));
         }
         let members = ctx.loaders().memberships_by_site().load_one(self.row.id).await?;
-        Ok(Some(
-            members
-                .unwrap_or_default()
-                .into_iter()
-                .map(SiteMembership::new)
-                .collect(),
-        ))
+        let members = members.iter().flat_map(|members| members.iter());
+        Ok(Some(members.map(|row| SiteMembership::shared(row.clone())).collect()))
     }
 
     /// The caller's roles on this site.
@@ -142,10 +137,11 @@ pub struct SiteMembership {
 
 impl SiteMembership {
     pub fn new(row: Membership) -> Self {
-        SiteMembership {
-            row: Arc::new(row),
-            user: None,
-        }
+        Self::shared(Arc::new(row))
+    }
+
+    fn shared(row: Arc<Membership>) -> Self {
+        SiteMembership { row, user: None }
     }
 
     pub fn site_id(&self) -> Uuid {
@@ -199,13 +195,14 @@ impl SiteQuery {
         let state = ctx.state();
         let conn = state.sessions.one_connection().await.map_err(AppError::from)?;
         let page = site::list(&conn, &ctx.caller()?, &request, count).await?;
-        // The page's members and their users are read up front, one statement each, and
-        // handed to the sites (API.md §5: statements do not grow with the page).
+        // The page's members and their users are asked for up front (from the session cache,
+        // or one statement each) and handed to the sites (API.md §5: statements do not grow
+        // with the page).
         let members = ctx.look_ahead().field("edges").field("node").field("members");
         let mut members_by_site = match members.exists() {
             true => {
                 let site_ids: Vec<Uuid> = page.items.iter().map(|(row, _)| row.id).collect();
-                members_of_page(&conn, &site_ids, members.field("user").exists()).await?
+                members_of_page(&state.sessions, &conn, &site_ids, members.field("user").exists()).await?
             }
             false => HashMap::new(),
         };
@@ -237,32 +234,32 @@ impl SiteQuery {
     }
 }
 
-/// The members of each of `site_ids`, each with its account `with_users`. Two statements on `conn`, not a join: the same few users
-/// are members of many sites, and a joined row would carry the whole user again for each
-/// membership.
+/// The members of each of `site_ids`, each with its account `with_users`, from the session
+/// store: what its cache lacks is read on `conn`, one statement for the members and one for
+/// the users. Not a join: the same few users are members of many sites, and a joined row
+/// would carry the whole user again for each membership.
 async fn members_of_page(
+    store: &SessionStore,
     conn: &impl ConnectionTrait,
     site_ids: &[Uuid],
     with_users: bool,
 ) -> Result<HashMap<Uuid, Vec<SiteMembership>>, AppError> {
-    let rows = loaders::members_of_sites(conn, site_ids).await?;
+    let lists = store.site_members(conn, site_ids).await?;
     let users = match with_users {
         true => {
-            let user_ids: HashSet<Uuid> = rows.iter().map(|member| member.user_id).collect();
-            loaders::users_by_id(conn, user_ids).await?
+            let user_ids: HashSet<Uuid> = lists.values().flat_map(|list| list.iter().map(|m| m.user_id)).collect();
+            store.user_rows(conn, user_ids).await?
         }
         false => HashMap::new(),
     };
-    let members = rows.into_iter().map(|row| SiteMembership {
-        user: users.get(&row.user_id).cloned(),
-        row: Arc::new(row),
-    });
-    let mut by_site = loaders::group(members.collect(), SiteMembership::site_id);
-    // Every site of the page gets a list, so one without members is not read again.
-    for id in site_ids {
-        by_site.entry(*id).or_default();
-    }
-    Ok(by_site)
+    let members = |list: &[Arc<Membership>]| -> Vec<SiteMembership> {
+        let member = |row: &Arc<Membership>| SiteMembership {
+            user: users.get(&row.user_id).cloned(),
+            row: row.clone(),
+        };
+        list.iter().map(member).collect()
+    };
+    Ok(lists.iter().map(|(&site_id, list)| (site_id, members(list))).collect())
 }
 
 /// A new site.

@@ -329,7 +329,7 @@ async fn execute(
         state: state.clone(),
         identity: RequestIdentity::new(identity),
         client,
-        loaders: Loaders::new(&state.db),
+        loaders: Loaders::new(&state.sessions),
     });
     let started = Instant::now();
     // Boxed, so that this handler's future stays small enough to move cheaply.

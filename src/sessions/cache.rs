@@ -3,6 +3,10 @@
 //! for the user: dropping a user's entry makes every cached session of that user a miss at
 //! once, however many there are. A generation counter keeps a lookup that raced an
 //! invalidation from caching what it read before the change.
+//!
+//! Beside them, for the lists a page of sites shows: each site's members, and the rows of
+//! users as any field shows them. Every write to either goes through a `SessionChange`,
+//! which names the site or the user, so they go stale by the same invalidation.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -11,6 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use entity::user;
 use moka::sync::Cache;
+use sea_orm::FromQueryResult;
 use uuid::Uuid;
 
 use crate::IssuedKeyHasher;
@@ -18,6 +23,8 @@ use crate::IssuedKeyHasher;
 /// Bounds on memory: least recently and least often used entries go first.
 const MAX_SESSIONS: u64 = 200_000;
 const MAX_USERS: u64 = 100_000;
+/// Member lists are weighed by their length: at most this many memberships in all.
+const MAX_MEMBERSHIPS: u64 = 1_000_000;
 /// A backstop only: invalidation, not age, is what keeps entries exact.
 const TIME_TO_LIVE: Duration = Duration::from_secs(600);
 
@@ -65,22 +72,76 @@ pub struct SessionFacts {
     pub last_seen: DateTime<Utc>,
 }
 
+/// A user's role on a site, as a site's member list holds it. When it began is not read: no
+/// field shows it, and a page of sites reads a hundred of them.
+#[derive(Clone, Debug, FromQueryResult)]
+pub struct Membership {
+    pub site_id: Uuid,
+    pub user_id: Uuid,
+    pub role: String,
+}
+
+/// A site's members, in the order they joined.
+pub type Members = Arc<[Arc<Membership>]>;
+
 /// What a committed change made stale.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum Stale {
     #[default]
     Nothing,
-    Users(Vec<Uuid>),
+    /// The entries of these users (sessions, roles, rows) and the member lists of these sites.
+    Named { users: Vec<Uuid>, sites: Sites },
     /// More than can be named: drop everything.
     All,
 }
 
+/// The sites whose member lists a change made stale.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sites {
+    Named(Vec<Uuid>),
+    All,
+}
+
 impl Stale {
-    pub fn add(&mut self, user_id: Uuid) {
+    /// The entries of these users, and no site's member list.
+    pub fn users(users: Vec<Uuid>) -> Self {
+        Stale::Named {
+            users,
+            sites: Sites::Named(Vec::new()),
+        }
+    }
+
+    fn named(&mut self) -> Option<(&mut Vec<Uuid>, &mut Sites)> {
+        if *self == Stale::Nothing {
+            *self = Stale::users(Vec::new());
+        }
         match self {
-            Stale::Nothing => *self = Stale::Users(vec![user_id]),
-            Stale::Users(users) if !users.contains(&user_id) => users.push(user_id),
-            Stale::Users(_) | Stale::All => {}
+            Stale::Named { users, sites } => Some((users, sites)),
+            Stale::Nothing | Stale::All => None,
+        }
+    }
+
+    pub fn add(&mut self, user_id: Uuid) {
+        if let Some((users, _)) = self.named() {
+            if !users.contains(&user_id) {
+                users.push(user_id);
+            }
+        }
+    }
+
+    /// The site's member list changed.
+    pub fn add_site(&mut self, site_id: Uuid) {
+        if let Some((_, Sites::Named(sites))) = self.named() {
+            if !sites.contains(&site_id) {
+                sites.push(site_id);
+            }
+        }
+    }
+
+    /// Member lists changed that cannot be named (a user left every site they were on).
+    pub fn add_every_site(&mut self) {
+        if let Some((_, sites)) = self.named() {
+            *sites = Sites::All;
         }
     }
 
@@ -92,6 +153,10 @@ impl Stale {
 pub struct SessionCache {
     sessions: Cache<Uuid, Arc<SessionEntry>, IssuedKeyHasher>,
     users: Cache<Uuid, Arc<UserEntry>, IssuedKeyHasher>,
+    /// Sites' member lists, by site.
+    members: Cache<Uuid, Members, IssuedKeyHasher>,
+    /// Users' rows, by user, for fields that show other users (a site's members).
+    user_rows: Cache<Uuid, Arc<user::Model>, IssuedKeyHasher>,
     generation: AtomicU64,
     /// Serialises inserts against invalidations, so the generation check and the insert are
     /// one step. Lookups do not take it.
@@ -108,6 +173,15 @@ impl SessionCache {
                 .time_to_live(TIME_TO_LIVE)
                 .build_with_hasher(IssuedKeyHasher::default()),
             users: Cache::builder()
+                .max_capacity(MAX_USERS)
+                .time_to_live(TIME_TO_LIVE)
+                .build_with_hasher(IssuedKeyHasher::default()),
+            members: Cache::builder()
+                .max_capacity(MAX_MEMBERSHIPS)
+                .weigher(|_, members: &Members| u32::try_from(members.len()).unwrap_or(u32::MAX).saturating_add(1))
+                .time_to_live(TIME_TO_LIVE)
+                .build_with_hasher(IssuedKeyHasher::default()),
+            user_rows: Cache::builder()
                 .max_capacity(MAX_USERS)
                 .time_to_live(TIME_TO_LIVE)
                 .build_with_hasher(IssuedKeyHasher::default()),
@@ -166,6 +240,35 @@ impl SessionCache {
         entry
     }
 
+    /// The site's members, when the cache is trusted and holds them.
+    pub fn members(&self, site_id: Uuid) -> Option<Members> {
+        self.is_trusted().then(|| self.members.get(&site_id)).flatten()
+    }
+
+    /// The user's row, when the cache is trusted and holds it.
+    pub fn user_row(&self, user_id: Uuid) -> Option<Arc<user::Model>> {
+        self.is_trusted().then(|| self.user_rows.get(&user_id)).flatten()
+    }
+
+    /// Caches member lists read at `read_at_generation`, unless an invalidation came since.
+    pub fn keep_members(&self, lists: impl IntoIterator<Item = (Uuid, Members)>, read_at_generation: u64) {
+        let Ok(_writes) = self.writes.lock() else { return };
+        if self.is_trusted() && self.generation() == read_at_generation {
+            lists
+                .into_iter()
+                .for_each(|(site_id, members)| self.members.insert(site_id, members));
+        }
+    }
+
+    /// Caches user rows read at `read_at_generation`, unless an invalidation came since.
+    pub fn keep_user_rows<'a>(&self, rows: impl IntoIterator<Item = &'a Arc<user::Model>>, read_at_generation: u64) {
+        let Ok(_writes) = self.writes.lock() else { return };
+        if self.is_trusted() && self.generation() == read_at_generation {
+            rows.into_iter()
+                .for_each(|row| self.user_rows.insert(row.id, row.clone()));
+        }
+    }
+
     /// Drops what `stale` names, here and now.
     pub fn invalidate(&self, stale: &Stale) {
         if stale.is_nothing() {
@@ -175,10 +278,21 @@ impl SessionCache {
         self.generation.fetch_add(1, Ordering::SeqCst);
         match stale {
             Stale::Nothing => {}
-            Stale::Users(users) => users.iter().for_each(|id| self.users.invalidate(id)),
+            Stale::Named { users, sites } => {
+                for id in users {
+                    self.users.invalidate(id);
+                    self.user_rows.invalidate(id);
+                }
+                match sites {
+                    Sites::Named(sites) => sites.iter().for_each(|id| self.members.invalidate(id)),
+                    Sites::All => self.members.invalidate_all(),
+                }
+            }
             Stale::All => {
                 self.users.invalidate_all();
                 self.sessions.invalidate_all();
+                self.members.invalidate_all();
+                self.user_rows.invalidate_all();
             }
         }
     }
@@ -329,7 +443,7 @@ mod tests {
             cache_one(&cache, sid, user, cache.generation());
         }
         assert_eq!(cache.get(a).unwrap().user.roles.as_ref(), ["user".to_string()]);
-        cache.invalidate(&Stale::Users(vec![uid]));
+        cache.invalidate(&Stale::users(vec![uid]));
         assert!(cache.get(a).is_none() && cache.get(b).is_none());
         assert!(cache.get(other).is_some(), "another user's change leaves theirs");
         // A later lookup of b re-caches the user; a stays gone, not revived through the user.
@@ -343,7 +457,7 @@ mod tests {
         let cache = SessionCache::new(true);
         let (sid, uid) = (Uuid::new_v4(), Uuid::new_v4());
         let before = cache.generation();
-        cache.invalidate(&Stale::Users(vec![uid]));
+        cache.invalidate(&Stale::users(vec![uid]));
         cache_one(&cache, sid, uid, before);
         assert!(cache.get(sid).is_none());
     }
@@ -383,6 +497,117 @@ mod tests {
         for id in [a, b, a] {
             stale.add(id);
         }
-        assert_eq!(stale, Stale::Users(vec![a, b]));
+        assert_eq!(stale, Stale::users(vec![a, b]));
+        stale.add_site(a);
+        stale.add_site(a);
+        let sites = Sites::Named(vec![a]);
+        assert_eq!(
+            stale,
+            Stale::Named {
+                users: vec![a, b],
+                sites
+            }
+        );
+        stale.add_every_site();
+        stale.add_site(b);
+        let sites = Sites::All;
+        assert_eq!(
+            stale,
+            Stale::Named {
+                users: vec![a, b],
+                sites
+            }
+        );
+        let mut all = Stale::All;
+        all.add(a);
+        all.add_site(a);
+        assert_eq!(all, Stale::All);
+    }
+
+    fn members_of(site_id: Uuid, users: &[Uuid]) -> Members {
+        let member = |&user_id| {
+            Arc::new(Membership {
+                site_id,
+                user_id,
+                role: "user".into(),
+            })
+        };
+        users.iter().map(member).collect()
+    }
+
+    #[test]
+    fn a_member_list_goes_with_its_site_and_a_row_with_its_user() {
+        let cache = SessionCache::new(true);
+        let (site, other_site, uid) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let row = Arc::new(user::Model {
+            id: uid,
+            ..sample_user()
+        });
+        let lists = [
+            (site, members_of(site, &[uid])),
+            (other_site, members_of(other_site, &[])),
+        ];
+        cache.keep_members(lists, cache.generation());
+        cache.keep_user_rows([&row], cache.generation());
+        assert_eq!(cache.members(site).unwrap()[0].user_id, uid);
+        assert!(Arc::ptr_eq(&cache.user_row(uid).unwrap(), &row));
+
+        // A user's change drops their row, not the lists they are on.
+        cache.invalidate(&Stale::users(vec![uid]));
+        assert!(cache.user_row(uid).is_none());
+        assert!(cache.members(site).is_some());
+
+        let mut stale = Stale::Nothing;
+        stale.add_site(site);
+        cache.invalidate(&stale);
+        assert!(cache.members(site).is_none());
+        assert!(cache.members(other_site).is_some(), "another site's list stays");
+
+        stale.add_every_site();
+        cache.invalidate(&stale);
+        assert!(cache.members(other_site).is_none());
+    }
+
+    #[test]
+    fn lists_and_rows_read_before_an_invalidation_are_not_cached() {
+        let cache = SessionCache::new(true);
+        let (site, uid) = (Uuid::new_v4(), Uuid::new_v4());
+        let row = Arc::new(user::Model {
+            id: uid,
+            ..sample_user()
+        });
+        let before = cache.generation();
+        let mut stale = Stale::Nothing;
+        stale.add_site(Uuid::new_v4());
+        cache.invalidate(&stale);
+        cache.keep_members([(site, members_of(site, &[uid]))], before);
+        cache.keep_user_rows([&row], before);
+        assert!(cache.members(site).is_none() && cache.user_row(uid).is_none());
+    }
+
+    #[test]
+    fn lists_and_rows_are_believed_only_while_the_cache_is_trusted() {
+        let cache = SessionCache::new(false);
+        let (site, uid) = (Uuid::new_v4(), Uuid::new_v4());
+        let row = Arc::new(user::Model {
+            id: uid,
+            ..sample_user()
+        });
+        cache.keep_members([(site, members_of(site, &[uid]))], cache.generation());
+        assert!(
+            cache.members(site).is_none(),
+            "nothing is kept before the channel is up"
+        );
+        cache.set_connected(true);
+        cache.heard_heartbeat();
+        cache.keep_members([(site, members_of(site, &[uid]))], cache.generation());
+        cache.keep_user_rows([&row], cache.generation());
+        assert!(cache.members(site).is_some() && cache.user_row(uid).is_some());
+        cache.set_connected(false);
+        assert!(cache.members(site).is_none() && cache.user_row(uid).is_none());
+        cache.set_connected(true);
+        cache.heard_heartbeat();
+        assert!(cache.members(site).is_none(), "a reconnect starts from an empty cache");
+        assert!(cache.user_row(uid).is_none(), "a reconnect starts from an empty cache");
     }
 }

@@ -13,6 +13,7 @@ mod cache;
 mod last_seen;
 mod peers;
 
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Duration, SubsecRound, Utc};
@@ -37,8 +38,8 @@ use crate::error::AppError;
 use crate::one_connection::{OneConnection, StatementObserver};
 #[cfg(test)]
 pub(crate) use cache::sample_user;
+pub use cache::{Members, Membership, Sites, Stale, HEARTBEAT_TIMEOUT};
 use cache::{SessionCache, SessionEntry, SessionFacts};
-pub use cache::{Stale, HEARTBEAT_TIMEOUT};
 pub use last_seen::LastSeen;
 pub use peers::Faults;
 
@@ -313,6 +314,74 @@ impl SessionStore {
             change.commit().await?;
         }
         Ok(())
+    }
+
+    /// The members of each of `site_ids`, in the order they joined: from the cache where it
+    /// holds them, the rest read on `conn` in one statement and cached. `conn` must see only
+    /// committed rows (not a transaction that writes): what it reads is kept for everyone.
+    pub async fn site_members(
+        &self,
+        conn: &impl ConnectionTrait,
+        site_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Members>, AppError> {
+        let cache = &self.inner.cache;
+        let generation = cache.generation();
+        let mut lists = HashMap::with_capacity(site_ids.len());
+        let mut missing = Vec::new();
+        for &site_id in site_ids {
+            match cache.members(site_id) {
+                Some(members) => {
+                    lists.insert(site_id, members);
+                }
+                None => missing.push(site_id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(lists);
+        }
+        let mut read: HashMap<Uuid, Vec<Arc<Membership>>> = missing.iter().map(|&id| (id, Vec::new())).collect();
+        for member in members_of_sites(conn, &missing).await? {
+            if let Some(list) = read.get_mut(&member.site_id) {
+                list.push(Arc::new(member));
+            }
+        }
+        let read: Vec<(Uuid, Members)> = read.into_iter().map(|(id, list)| (id, list.into())).collect();
+        cache.keep_members(read.iter().cloned(), generation);
+        lists.extend(read);
+        Ok(lists)
+    }
+
+    /// The rows of these users, by id: from the cache where it holds them, the rest read on
+    /// `conn` in one statement and cached, as `site_members` does. Users that do not exist
+    /// are left out.
+    pub async fn user_rows(
+        &self,
+        conn: &impl ConnectionTrait,
+        ids: impl IntoIterator<Item = Uuid>,
+    ) -> Result<HashMap<Uuid, Arc<user::Model>>, AppError> {
+        let cache = &self.inner.cache;
+        let generation = cache.generation();
+        let mut rows = HashMap::new();
+        let mut missing = Vec::new();
+        for id in ids {
+            match cache.user_row(id) {
+                Some(row) => {
+                    rows.insert(id, row);
+                }
+                None => missing.push(id),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(rows);
+        }
+        let read = user::Entity::find()
+            .filter(user::Column::Id.is_in(missing))
+            .all(conn)
+            .await?;
+        let read: Vec<Arc<user::Model>> = read.into_iter().map(Arc::new).collect();
+        cache.keep_user_rows(&read, generation);
+        rows.extend(read.into_iter().map(|row| (row.id, row)));
+        Ok(rows)
     }
 
     /// The roles `user_id` holds now, read from the database.
@@ -627,6 +696,24 @@ pub struct SessionChange {
     stale: Stale,
 }
 
+/// The memberships of these sites, site by site, each in the order its members joined: the
+/// order of the index `site_members_by_site`, which holds every column read, so the rows come
+/// from it alone, unsorted.
+async fn members_of_sites(conn: &impl ConnectionTrait, site_ids: &[Uuid]) -> Result<Vec<Membership>, AppError> {
+    let query = site_member::Entity::find()
+        .select_only()
+        .columns([
+            site_member::Column::SiteId,
+            site_member::Column::UserId,
+            site_member::Column::Role,
+        ])
+        .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
+        .order_by_asc(site_member::Column::SiteId)
+        .order_by_asc(site_member::Column::JoinedAt)
+        .order_by_asc(site_member::Column::UserId);
+    Ok(query.into_model().all(conn).await?)
+}
+
 /// Begins a transaction that will write. On SQLite it takes the writer lock at once (a write
 /// that changes nothing): a transaction that read first and wrote later would be refused its
 /// write, not made to wait, had another writer committed between.
@@ -901,6 +988,7 @@ impl SessionChange {
         now: DateTime<Utc>,
     ) -> Result<bool, AppError> {
         self.stale.add(user_id);
+        self.stale.add_site(site_id);
         let row = site_member::ActiveModel {
             site_id: Set(site_id),
             user_id: Set(user_id),
@@ -923,6 +1011,7 @@ impl SessionChange {
     /// Removes `user_id` from a site; false when they were not a member.
     pub async fn remove_site_member(&mut self, site_id: Uuid, user_id: Uuid) -> Result<bool, AppError> {
         self.stale.add(user_id);
+        self.stale.add_site(site_id);
         let removed = site_member::Entity::delete_by_id((site_id, user_id))
             .exec(&self.txn)
             .await?;
@@ -941,6 +1030,9 @@ impl SessionChange {
     /// Deletes users; their sessions and roles go with them (foreign keys).
     pub async fn delete_users(&mut self, ids: &[Uuid]) -> Result<(), AppError> {
         ids.iter().for_each(|id| self.stale.add(*id));
+        // Their memberships go too, on sites that cannot be listed reliably while they may
+        // still be joining more.
+        self.stale.add_every_site();
         user::Entity::delete_many()
             .filter(user::Column::Id.is_in(ids.iter().copied()))
             .exec(&self.txn)

@@ -13,7 +13,7 @@ use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement};
 use uuid::Uuid;
 
-use super::cache::{SessionCache, Stale};
+use super::cache::{SessionCache, Sites, Stale};
 use crate::error::AppError;
 
 /// The channel every instance listens on.
@@ -22,8 +22,8 @@ pub const CHANNEL: &str = "gatehouse_invalidate";
 const HEARTBEAT_EVERY: Duration = Duration::from_millis(400);
 /// How long to wait before reconnecting a lost notification channel.
 const RECONNECT_AFTER: Duration = Duration::from_millis(500);
-/// NOTIFY payloads stop at 8000 bytes; past this many users a change says "all".
-const MAX_NAMED_USERS: usize = 100;
+/// NOTIFY payloads stop at 8000 bytes; past this many users and sites a change says "all".
+const MAX_NAMED: usize = 100;
 
 /// Faults a test can switch on to see what a lost notification does.
 #[derive(Default)]
@@ -40,25 +40,47 @@ enum Message {
     Stale(Stale),
 }
 
+/// `users:<id>,<id>;sites:<id>,<id>` (or `sites:all`), or `all`.
 fn payload(stale: &Stale) -> String {
+    let listed = |ids: &[Uuid]| ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
     match stale {
-        Stale::Users(users) if users.len() <= MAX_NAMED_USERS => {
-            let ids: Vec<String> = users.iter().map(Uuid::to_string).collect();
-            format!("users:{}", ids.join(","))
+        Stale::Named { users, sites } => {
+            let sites = match sites {
+                Sites::Named(sites) => sites,
+                Sites::All => return format!("users:{};sites:all", listed(users)),
+            };
+            match users.len() + sites.len() <= MAX_NAMED {
+                true => format!("users:{};sites:{}", listed(users), listed(sites)),
+                false => "all".to_owned(),
+            }
         }
         _ => "all".to_owned(),
     }
+}
+
+fn ids(listed: &str) -> Option<Vec<Uuid>> {
+    listed
+        .split(',')
+        .filter(|id| !id.is_empty())
+        .map(|id| id.parse().ok())
+        .collect()
 }
 
 fn parse(payload: &str) -> Message {
     if let Some(id) = payload.strip_prefix("heartbeat:").and_then(|id| id.parse().ok()) {
         return Message::Heartbeat(id);
     }
-    let users = payload
-        .strip_prefix("users:")
-        .and_then(|ids| ids.split(',').map(str::parse).collect::<Result<Vec<Uuid>, _>>().ok());
+    let named = payload.strip_prefix("users:").and_then(|listed| {
+        let (users, sites) = match listed.split_once(";sites:") {
+            Some((users, "all")) => (ids(users)?, Sites::All),
+            Some((users, sites)) => (ids(users)?, Sites::Named(ids(sites)?)),
+            // From an instance that names no sites, whose changes may still touch some.
+            None => (ids(listed)?, Sites::All),
+        };
+        Some(Stale::Named { users, sites })
+    });
     // Anything unexpected is taken as the widest change.
-    Message::Stale(users.map_or(Stale::All, Stale::Users))
+    Message::Stale(named.unwrap_or(Stale::All))
 }
 
 /// Announces `stale` to every instance, on the change's own transaction: PostgreSQL delivers
@@ -147,17 +169,33 @@ mod tests {
 
     #[test]
     fn payloads_round_trip() {
-        let ids = vec![Uuid::new_v4(), Uuid::new_v4()];
-        let Message::Stale(stale) = parse(&payload(&Stale::Users(ids.clone()))) else {
-            panic!("not a change");
-        };
-        assert_eq!(stale, Stale::Users(ids));
+        let (a, b, site) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let mut with_site = Stale::users(vec![a, b]);
+        with_site.add_site(site);
+        let mut every_site = Stale::Nothing;
+        every_site.add_every_site();
+        for stale in [Stale::users(vec![a, b]), with_site, every_site] {
+            let Message::Stale(heard) = parse(&payload(&stale)) else {
+                panic!("not a change");
+            };
+            assert_eq!(heard, stale);
+        }
         let me = Uuid::new_v4();
         assert!(matches!(parse(&format!("heartbeat:{me}")), Message::Heartbeat(id) if id == me));
-        for widest in ["all", "garbage", "users:not-a-uuid"] {
+        for widest in ["all", "garbage", "users:not-a-uuid", "users:;sites:not-a-uuid"] {
             assert!(matches!(parse(widest), Message::Stale(Stale::All)), "{widest}");
         }
-        let many: Vec<Uuid> = (0..=MAX_NAMED_USERS).map(|_| Uuid::new_v4()).collect();
-        assert_eq!(payload(&Stale::Users(many)), "all");
+        let many: Vec<Uuid> = (0..=MAX_NAMED).map(|_| Uuid::new_v4()).collect();
+        assert_eq!(payload(&Stale::users(many)), "all");
+    }
+
+    #[test]
+    fn a_change_that_names_no_sites_may_have_touched_any() {
+        let a = Uuid::new_v4();
+        let Message::Stale(heard) = parse(&format!("users:{a}")) else {
+            panic!("not a change");
+        };
+        let sites = Sites::All;
+        assert_eq!(heard, Stale::Named { users: vec![a], sites });
     }
 }

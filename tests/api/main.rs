@@ -32,6 +32,7 @@ mod scale_out;
 mod second_factor;
 mod sessions;
 mod signup;
+mod site_members_model;
 mod site_mutations;
 mod sites;
 mod smtp;
