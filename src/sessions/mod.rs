@@ -326,16 +326,7 @@ impl SessionStore {
     ) -> Result<HashMap<Uuid, Members>, AppError> {
         let cache = &self.inner.cache;
         let generation = cache.generation();
-        let mut lists = HashMap::with_capacity(site_ids.len());
-        let mut missing = Vec::new();
-        for &site_id in site_ids {
-            match cache.members(site_id) {
-                Some(members) => {
-                    lists.insert(site_id, members);
-                }
-                None => missing.push(site_id),
-            }
-        }
+        let (mut lists, missing) = cached_or_missing(site_ids.iter().copied(), |id| cache.members(id));
         if missing.is_empty() {
             return Ok(lists);
         }
@@ -361,16 +352,7 @@ impl SessionStore {
     ) -> Result<HashMap<Uuid, Arc<user::Model>>, AppError> {
         let cache = &self.inner.cache;
         let generation = cache.generation();
-        let mut rows = HashMap::new();
-        let mut missing = Vec::new();
-        for id in ids {
-            match cache.user_row(id) {
-                Some(row) => {
-                    rows.insert(id, row);
-                }
-                None => missing.push(id),
-            }
-        }
+        let (mut rows, missing) = cached_or_missing(ids, |id| cache.user_row(id));
         if missing.is_empty() {
             return Ok(rows);
         }
@@ -694,6 +676,24 @@ pub struct SessionChange {
     txn: DatabaseTransaction,
     store: SessionStore,
     stale: Stale,
+}
+
+/// What `cached` holds of `ids`, by id, and the ids it lacks.
+fn cached_or_missing<V>(
+    ids: impl IntoIterator<Item = Uuid>,
+    cached: impl Fn(Uuid) -> Option<V>,
+) -> (HashMap<Uuid, V>, Vec<Uuid>) {
+    let mut found = HashMap::new();
+    let mut missing = Vec::new();
+    for id in ids {
+        match cached(id) {
+            Some(value) => {
+                found.insert(id, value);
+            }
+            None => missing.push(id),
+        }
+    }
+    (found, missing)
 }
 
 /// The memberships of these sites, site by site, each in the order its members joined: the

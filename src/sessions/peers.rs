@@ -43,19 +43,15 @@ enum Message {
 /// `users:<id>,<id>;sites:<id>,<id>` (or `sites:all`), or `all`.
 fn payload(stale: &Stale) -> String {
     let listed = |ids: &[Uuid]| ids.iter().map(Uuid::to_string).collect::<Vec<_>>().join(",");
-    match stale {
-        Stale::Named { users, sites } => {
-            let sites = match sites {
-                Sites::Named(sites) => sites,
-                Sites::All => return format!("users:{};sites:all", listed(users)),
-            };
-            match users.len() + sites.len() <= MAX_NAMED {
-                true => format!("users:{};sites:{}", listed(users), listed(sites)),
-                false => "all".to_owned(),
-            }
-        }
-        _ => "all".to_owned(),
-    }
+    let Stale::Named { users, sites } = stale else {
+        return "all".to_owned();
+    };
+    let sites = match sites {
+        Sites::Named(sites) if users.len() + sites.len() <= MAX_NAMED => listed(sites),
+        Sites::All if users.len() <= MAX_NAMED => "all".to_owned(),
+        _ => return "all".to_owned(),
+    };
+    format!("users:{};sites:{sites}", listed(users))
 }
 
 fn ids(listed: &str) -> Option<Vec<Uuid>> {
@@ -186,7 +182,14 @@ mod tests {
             assert!(matches!(parse(widest), Message::Stale(Stale::All)), "{widest}");
         }
         let many: Vec<Uuid> = (0..=MAX_NAMED).map(|_| Uuid::new_v4()).collect();
-        assert_eq!(payload(&Stale::users(many)), "all");
+        assert_eq!(payload(&Stale::users(many.clone())), "all");
+        // Deleting many users drops every list: still too many users to name.
+        let mut deleted = Stale::users(many);
+        deleted.add_every_site();
+        assert_eq!(payload(&deleted), "all");
+        let mut sites = Stale::Nothing;
+        (0..=MAX_NAMED).for_each(|_| sites.add_site(Uuid::new_v4()));
+        assert_eq!(payload(&sites), "all");
     }
 
     #[test]
