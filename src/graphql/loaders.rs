@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use entity::{identity, passkey, site, site_member, user};
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -70,13 +70,7 @@ impl Loader<Uuid> for MembershipsByUser {
     type Error = async_graphql::Error;
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Self::Value>, Self::Error> {
-        let rows = site_member::Entity::find()
-            .select_only()
-            .columns([
-                site_member::Column::SiteId,
-                site_member::Column::UserId,
-                site_member::Column::Role,
-            ])
+        let rows = Membership::select()
             .filter(site_member::Column::UserId.is_in(keys.to_vec()))
             .order_by_asc(site_member::Column::JoinedAt)
             .order_by_asc(site_member::Column::SiteId)

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use entity::user;
+use entity::{site_member, user};
 use moka::sync::Cache;
-use sea_orm::FromQueryResult;
+use sea_orm::{EntityTrait, FromQueryResult, QuerySelect, Select};
 use uuid::Uuid;
 
 use crate::IssuedKeyHasher;
@@ -79,6 +79,17 @@ pub struct Membership {
     pub site_id: Uuid,
     pub user_id: Uuid,
     pub role: String,
+}
+
+impl Membership {
+    /// Memberships, reading only the columns `Membership` holds.
+    pub fn select() -> Select<site_member::Entity> {
+        site_member::Entity::find().select_only().columns([
+            site_member::Column::SiteId,
+            site_member::Column::UserId,
+            site_member::Column::Role,
+        ])
+    }
 }
 
 /// A site's members, in the order they joined.
@@ -524,6 +535,10 @@ mod tests {
         assert_eq!(all, Stale::All);
     }
 
+    fn row_of(id: Uuid) -> Arc<user::Model> {
+        Arc::new(user::Model { id, ..sample_user() })
+    }
+
     fn members_of(site_id: Uuid, users: &[Uuid]) -> Members {
         let member = |&user_id| {
             Arc::new(Membership {
@@ -539,10 +554,7 @@ mod tests {
     fn a_member_list_goes_with_its_site_and_a_row_with_its_user() {
         let cache = SessionCache::new(true);
         let (site, other_site, uid) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let row = Arc::new(user::Model {
-            id: uid,
-            ..sample_user()
-        });
+        let row = row_of(uid);
         let lists = [
             (site, members_of(site, &[uid])),
             (other_site, members_of(other_site, &[])),
@@ -572,10 +584,7 @@ mod tests {
     fn lists_and_rows_read_before_an_invalidation_are_not_cached() {
         let cache = SessionCache::new(true);
         let (site, uid) = (Uuid::new_v4(), Uuid::new_v4());
-        let row = Arc::new(user::Model {
-            id: uid,
-            ..sample_user()
-        });
+        let row = row_of(uid);
         let before = cache.generation();
         let mut stale = Stale::Nothing;
         stale.add_site(Uuid::new_v4());
@@ -589,10 +598,7 @@ mod tests {
     fn lists_and_rows_are_believed_only_while_the_cache_is_trusted() {
         let cache = SessionCache::new(false);
         let (site, uid) = (Uuid::new_v4(), Uuid::new_v4());
-        let row = Arc::new(user::Model {
-            id: uid,
-            ..sample_user()
-        });
+        let row = row_of(uid);
         cache.keep_members([(site, members_of(site, &[uid]))], cache.generation());
         assert!(
             cache.members(site).is_none(),

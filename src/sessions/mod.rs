@@ -700,13 +700,7 @@ fn cached_or_missing<V>(
 /// order of the index `site_members_by_site`, which holds every column read, so the rows come
 /// from it alone, unsorted.
 async fn members_of_sites(conn: &impl ConnectionTrait, site_ids: &[Uuid]) -> Result<Vec<Membership>, AppError> {
-    let query = site_member::Entity::find()
-        .select_only()
-        .columns([
-            site_member::Column::SiteId,
-            site_member::Column::UserId,
-            site_member::Column::Role,
-        ])
+    let query = Membership::select()
         .filter(site_member::Column::SiteId.is_in(site_ids.to_vec()))
         .order_by_asc(site_member::Column::SiteId)
         .order_by_asc(site_member::Column::JoinedAt)

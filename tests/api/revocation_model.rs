@@ -19,7 +19,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::common::{unique, Reply, TestServer, ADMIN_PASSWORD, PASSWORD};
+use crate::common::{model_seeds, unique, Reply, TestServer, ADMIN_PASSWORD, PASSWORD};
 use crate::reset::token_in;
 
 // Server internals are touched only by these functions, so a rename changes them alone.
@@ -127,15 +127,9 @@ fn config() -> Config {
     }
 }
 
-/// The seed to replay, or a few fresh ones, each printed so that a failure can be replayed.
+/// The seed to replay, or a few fresh ones.
 fn seeds() -> Vec<u64> {
-    match std::env::var("GATEHOUSE_MODEL_SEED") {
-        Ok(seed) => vec![seed.trim().parse().expect("GATEHOUSE_MODEL_SEED must be a u64")],
-        Err(_) => {
-            let first: u64 = rand::random();
-            (0..SEEDS).map(|i| first.wrapping_add(i)).collect()
-        }
-    }
+    model_seeds(SEEDS)
 }
 
 /// Fills the user slots, then runs `STEPS` random steps, checking everything after each.
@@ -187,11 +181,8 @@ impl Cluster {
 
 /// Waits until `server` caches sessions: until then there is no cache to get revocation wrong.
 async fn wait_for_cache(server: &TestServer) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !cache_in_use(server) {
-        assert!(Instant::now() < deadline, "the session cache never came into use");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    server.wait_for_cache().await;
+    assert!(cache_in_use(server));
 }
 
 /// One operation of a run. `user` is a slot, 0..USERS (a deleted user's slot goes to a

@@ -16,7 +16,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::common::{str_at, unique, TestServer};
+use crate::common::{model_seeds, str_at, unique, TestServer};
 
 /// Accounts the steps act on, besides the admin, who deletes users and reads every site.
 const USERS: usize = 4;
@@ -41,7 +41,7 @@ const DELETE_USERS: &str = "mutation($id: UUID!) { deleteUsers(ids: [$id]) }";
 
 #[tokio::test]
 async fn site_members_model_sqlite_or_suite_db() {
-    for seed in seeds() {
+    for seed in model_seeds(SEEDS) {
         let (server, admin) = TestServer::start_with_admin(config()).await;
         run_model(seed, vec![server], admin).await;
     }
@@ -53,7 +53,7 @@ async fn site_members_model_two_instances() {
         eprintln!("site_members_model_two_instances skipped: it needs TEST_DATABASE_URL (PostgreSQL)");
         return;
     }
-    for seed in seeds() {
+    for seed in model_seeds(SEEDS) {
         let (first, admin) = TestServer::start_with_admin_on_postgres(config()).await;
         let second = first.start_sharing(config()).await;
         run_model(seed, vec![first, second], admin).await;
@@ -65,16 +65,6 @@ fn config() -> Config {
     Config {
         rate_limit_signup_ip: 100_000,
         ..Config::for_test()
-    }
-}
-
-fn seeds() -> Vec<u64> {
-    match std::env::var("GATEHOUSE_MODEL_SEED") {
-        Ok(seed) => vec![seed.trim().parse().expect("GATEHOUSE_MODEL_SEED must be a u64")],
-        Err(_) => {
-            let first: u64 = rand::random();
-            (0..SEEDS).map(|i| first.wrapping_add(i)).collect()
-        }
     }
 }
 
@@ -158,11 +148,7 @@ struct Run {
 async fn run_model(seed: u64, servers: Vec<TestServer>, admin: String) {
     eprintln!("site members model: seed {seed} (replay with GATEHOUSE_MODEL_SEED={seed})");
     for server in &servers {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !server.state.sessions.is_trusted() {
-            assert!(Instant::now() < deadline, "the session cache never came into use");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        server.wait_for_cache().await;
     }
     let mut run = Run {
         servers,

@@ -538,15 +538,7 @@ async fn statements_for_a_page_of(sites: usize, members_selection: &str) -> (usi
         }
     }
     let query = format!("{{ sites(first: 50) {{ edges {{ node {{ members {members_selection} }} }} }} }}");
-    // On PostgreSQL the cache is used once the instance hears its own heartbeat.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !server.state.sessions.is_trusted() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the session cache never came into use"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
+    server.wait_for_cache().await;
     let mut counts = Vec::new();
     for _ in 0..2 {
         log.lock().unwrap().clear();

@@ -37,6 +37,19 @@ enum Cleanup {
 }
 
 impl TestServer {
+    /// Waits until the server answers from its session cache: on PostgreSQL, once it hears its
+    /// own heartbeat.
+    pub async fn wait_for_cache(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !self.state.sessions.is_trusted() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the session cache never came into use"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn start(config: Config) -> TestServer {
         let (config, cleanup) = isolate_database(config).await;
         Self::start_on(config, cleanup, |_| {}).await
@@ -407,6 +420,18 @@ pub fn postgres_url() -> Option<String> {
     std::env::var("TEST_DATABASE_URL")
         .ok()
         .filter(|url| url.starts_with("postgres"))
+}
+
+/// The seed `GATEHOUSE_MODEL_SEED` names, or `count` fresh ones, for the model-based tests;
+/// each run prints its seed so that a failure can be replayed.
+pub fn model_seeds(count: u64) -> Vec<u64> {
+    match std::env::var("GATEHOUSE_MODEL_SEED") {
+        Ok(seed) => vec![seed.trim().parse().expect("GATEHOUSE_MODEL_SEED must be a u64")],
+        Err(_) => {
+            let first: u64 = rand::random();
+            (0..count).map(|i| first.wrapping_add(i)).collect()
+        }
+    }
 }
 
 pub fn unique(prefix: &str) -> String {
