@@ -263,20 +263,27 @@ impl SessionCache {
 
     /// Caches member lists read at `read_at_generation`, unless an invalidation came since.
     pub fn keep_members(&self, lists: impl IntoIterator<Item = (Uuid, Members)>, read_at_generation: u64) {
-        let Ok(_writes) = self.writes.lock() else { return };
-        if self.is_trusted() && self.generation() == read_at_generation {
+        self.keep_if_current(read_at_generation, || {
             lists
                 .into_iter()
                 .for_each(|(site_id, members)| self.members.insert(site_id, members));
-        }
+        });
     }
 
     /// Caches user rows read at `read_at_generation`, unless an invalidation came since.
     pub fn keep_user_rows<'a>(&self, rows: impl IntoIterator<Item = &'a Arc<user::Model>>, read_at_generation: u64) {
-        let Ok(_writes) = self.writes.lock() else { return };
-        if self.is_trusted() && self.generation() == read_at_generation {
+        self.keep_if_current(read_at_generation, || {
             rows.into_iter()
                 .for_each(|row| self.user_rows.insert(row.id, row.clone()));
+        });
+    }
+
+    /// Runs `keep` under the write lock, if the cache is trusted and no invalidation came
+    /// since `read_at_generation`.
+    fn keep_if_current(&self, read_at_generation: u64, keep: impl FnOnce()) {
+        let Ok(_writes) = self.writes.lock() else { return };
+        if self.is_trusted() && self.generation() == read_at_generation {
+            keep();
         }
     }
 
